@@ -1,0 +1,38 @@
+# Everything newsrec needs installs from here into .venv; Postgres and Redis are started under var/
+# when they are installed but not running (see scripts/services.sh).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install services stop-services run test test-fast lint bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+services: install
+	scripts/services.sh start
+
+stop-services:
+	scripts/services.sh stop
+
+run: services
+	scripts/run.sh
+
+test: services
+	$(PY) -m pytest
+
+test-fast: services
+	$(PY) -m pytest -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var

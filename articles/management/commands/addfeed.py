@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from articles.services import add_feed
+from pipeline.actors import scrape_feed
+from pipeline.enqueue import send_on_commit
+
+
+class Command(BaseCommand):
+    help = "Add a feed by URL and queue its first scrape."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("url")
+        parser.add_argument("--title", default="")
+        parser.add_argument("--no-scrape", action="store_true", help="Only store the feed; the scheduler polls it.")
+
+    def handle(self, *args, url: str, title: str, no_scrape: bool, **options) -> None:  # type: ignore[no-untyped-def]
+        try:
+            feed, created = add_feed(url, title=title)
+        except ValidationError as error:
+            raise CommandError(f"url: {'; '.join(error.messages)}") from None
+        self.stdout.write(f"{'added' if created else 'already present'}: feed {feed.pk} {feed.url}")
+        if not no_scrape:
+            task_id = send_on_commit(scrape_feed, feed.pk, origin="command")
+            self.stdout.write(f"scrape queued: task {task_id}")

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from articles.models import Article
+from pipeline.actors import process_articles, process_pending_articles
+from pipeline.enqueue import send_on_commit
+
+
+class Command(BaseCommand):
+    help = "Process pending articles: queue the sweep for the workers, or embed and classify here with --sync."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--sync", action="store_true", help="Process every pending article in this process")
+
+    def handle(self, *args, sync: bool, **options) -> None:  # type: ignore[no-untyped-def]
+        if not sync:
+            task_id = send_on_commit(process_pending_articles, origin="command")
+            self.stdout.write(f"queued: task {task_id}")
+            return
+        totals = {"processed": 0, "failed": 0}
+        # Batches by id order; each batch only touches rows still pending, so this always advances.
+        last_id = 0
+        while True:
+            ids = list(
+                Article.objects.filter(status=Article.Status.PENDING, pk__gt=last_id)
+                .order_by("id")
+                .values_list("id", flat=True)[: settings.PROCESSING_BATCH_SIZE]
+            )
+            if not ids:
+                break
+            last_id = ids[-1]
+            result = process_articles(ids)
+            totals["processed"] += int(result["processed"])
+            totals["failed"] += int(result["failed"])
+        self.stdout.write(json.dumps(totals))

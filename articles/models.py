@@ -1,0 +1,157 @@
+"""Feeds, the articles scraped from them, and the topics articles are classified into."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Topic(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    # One sentence; zero-shot classification compares article embeddings with its embedding.
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Feed(models.Model):
+    url = models.URLField(max_length=2000, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    site_url = models.URLField(max_length=2000, blank=True)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+
+    # Conditional GET validators from the last 200 response.
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+
+    fetch_interval = models.PositiveIntegerField(
+        default=settings.FEED_FETCH_INTERVAL_SECONDS, help_text="Seconds between polls when healthy."
+    )
+    next_fetch_at = models.DateTimeField(default=timezone.now)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    error_count = models.PositiveIntegerField(default=0, help_text="Consecutive failures.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # scrape_due_feeds: WHERE is_active AND next_fetch_at <= now
+            models.Index(fields=["next_fetch_at"], condition=models.Q(is_active=True), name="feed_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.url
+
+    def record_success(
+        self,
+        *,
+        now: datetime,
+        etag: str | None,
+        last_modified: str | None,
+        title: str | None = None,
+        site_url: str | None = None,
+        new_url: str | None = None,
+    ) -> None:
+        """Reset the error state and schedule the next poll; the caller saves."""
+        self.last_fetched_at = now
+        self.last_success_at = now
+        self.error_count = 0
+        self.last_error = ""
+        self.next_fetch_at = now + timedelta(seconds=self.fetch_interval)
+        if etag is not None:
+            self.etag = etag[:500]
+        if last_modified is not None:
+            self.last_modified = last_modified[:100]
+        if title:
+            self.title = title[:500]
+        if site_url:
+            self.site_url = site_url[:2000]
+        if new_url:
+            self.url = new_url
+
+    def record_failure(
+        self, reason: str, *, now: datetime, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
+        """Record why the poll failed and back off: interval × 2^(failures-1), capped; the caller saves.
+
+        A permanent failure (410 Gone) or too many consecutive failures disables the feed.
+        """
+        self.last_fetched_at = now
+        self.last_error = reason[:2000]
+        self.last_error_at = now
+        self.error_count += 1
+        backoff = min(self.fetch_interval * 2 ** (self.error_count - 1), settings.FEED_MAX_BACKOFF_SECONDS)
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, settings.FEED_MAX_BACKOFF_SECONDS))
+        self.next_fetch_at = now + timedelta(seconds=backoff)
+        if permanent:
+            self.disable(f"gone: {reason}")
+        elif self.error_count >= settings.FEED_DISABLE_AFTER_FAILURES:
+            self.disable(f"{self.error_count} consecutive failures, last: {reason}")
+
+    def disable(self, reason: str) -> None:
+        self.is_active = False
+        self.disabled_reason = reason[:500]
+
+
+class Article(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    class ClassifiedBy(models.TextChoices):
+        ZERO_SHOT = "zero_shot"
+        SUPERVISED = "supervised"
+        HUMAN = "human"
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="articles")
+    # Dedup key within the feed (guid, else link, else a hash): the unique constraint below is what
+    # makes a re-delivered scrape message store nothing twice.
+    guid = models.CharField(max_length=500)
+    url = models.URLField(max_length=2000, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    summary = models.TextField(blank=True)
+    content = models.TextField(blank=True)
+    author = models.CharField(max_length=300, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(auto_now_add=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    processing_error = models.TextField(blank=True)
+    # When the article was last handed to the processing queue (see services.claim_pending_articles).
+    queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.SET_NULL, related_name="articles")
+    topic_confidence = models.FloatField(null=True, blank=True)
+    classified_by = models.CharField(max_length=16, choices=ClassifiedBy.choices, blank=True)
+    # float32 little-endian vector; Postgres is the source of truth, the vector index is derived.
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-published_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["feed", "guid"], name="article_unique_guid_per_feed"),
+        ]
+        indexes = [
+            # process_pending_articles: WHERE status = 'pending' ORDER BY id
+            models.Index(fields=["id"], condition=models.Q(status="pending"), name="article_pending_idx"),
+            # article list: ORDER BY published_at DESC, filtered by feed
+            models.Index(fields=["feed", "-published_at"], name="article_feed_published_idx"),
+            models.Index(fields=["-published_at", "-id"], name="article_published_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.url or self.guid

@@ -1,0 +1,114 @@
+"""Workflows over feeds and articles that views, actors and commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from articles.models import Article, Feed
+
+if TYPE_CHECKING:
+    from pipeline.parsing import ParsedEntry
+
+# Articles handed to the processing queue are not handed again by the sweep for this long, so a
+# backlog is not enqueued twice; after it, the sweep assumes the message was lost and re-sends.
+PROCESSING_CLAIM_TTL = timedelta(minutes=30)
+
+_validate_url = URLValidator(schemes=["http", "https"])
+
+
+def normalise_feed_url(url: str) -> str:
+    """Strip whitespace and check the URL is http(s); raises ValidationError with a readable message."""
+    url = (url or "").strip()
+    _validate_url(url)
+    return url
+
+
+def add_feed(url: str, *, title: str = "") -> tuple[Feed, bool]:
+    """Create the feed (due at once) or return the existing one with that URL."""
+    url = normalise_feed_url(url)
+    feed, created = Feed.objects.get_or_create(url=url, defaults={"title": title[:500]})
+    return feed, created
+
+
+_INSERT_ENTRIES = """
+INSERT INTO articles_article (
+    feed_id, guid, url, title, summary, content, author, published_at, fetched_at,
+    status, processing_error, classified_by
+)
+SELECT %s, e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at, %s, 'pending', '', ''
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    AS e(guid, url, title, summary, content, author, published_at)
+ON CONFLICT (feed_id, guid) DO NOTHING
+RETURNING id
+"""
+
+
+def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime | None = None) -> list[int]:
+    """Store entries not seen before in this feed; returns the ids of the new articles.
+
+    One INSERT … ON CONFLICT DO NOTHING: a feed served twice, or a scrape message delivered twice,
+    stores nothing twice, even when two scrapes of the same feed race.
+    """
+    if not entries:
+        return []
+    now = now or timezone.now()
+    columns: list[list[object]] = [[], [], [], [], [], [], []]
+    for e in entries:
+        for column, value in zip(
+            columns, (e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at), strict=True
+        ):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ENTRIES, [feed.pk, now, *columns])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def claim_due_feeds(*, now: datetime | None = None, slack: timedelta = timedelta(seconds=60)) -> list[int]:
+    """Ids of active feeds due for a poll, pushed one interval ahead so the next sweep skips them.
+
+    The slack lets a feed polled a few seconds after the last sweep count as due at the next one.
+    A claimed feed whose scrape message is lost is simply due again one interval later.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Feed.objects.select_for_update(skip_locked=True)
+            .filter(is_active=True, next_fetch_at__lte=now + slack)
+            .values_list("id", "fetch_interval")
+        )
+        for feed_id, interval in due:
+            Feed.objects.filter(pk=feed_id).update(next_fetch_at=now + timedelta(seconds=interval))
+    return [feed_id for feed_id, _ in due]
+
+
+def claim_pending_articles(
+    article_ids: Sequence[int] | None = None, *, now: datetime | None = None, limit: int = 10_000
+) -> list[int]:
+    """Mark pending articles as handed to the processing queue; returns the ids claimed.
+
+    With `article_ids`, claims those (a scrape's new articles); without, sweeps for pending articles
+    never handed over or handed over so long ago that their message must have been lost.
+    """
+    now = now or timezone.now()
+    pending = Article.objects.filter(status=Article.Status.PENDING)
+    if article_ids is not None:
+        pending = pending.filter(pk__in=list(article_ids))
+    else:
+        stale = now - PROCESSING_CLAIM_TTL
+        pending = pending.filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
+    with transaction.atomic():
+        ids = list(pending.select_for_update(skip_locked=True).order_by("id").values_list("id", flat=True)[:limit])
+        Article.objects.filter(pk__in=ids).update(queued_at=now)
+    return ids
+
+
+def validation_message(error: ValidationError) -> str:
+    return "; ".join(error.messages)

@@ -1,0 +1,248 @@
+"""newsrec settings: one module, every knob an environment variable with a default that works locally.
+
+A fresh checkout runs with no .env: Postgres and Redis on their standard local ports, DEBUG on.
+Production sets DEBUG=0 and then must set SECRET_KEY (and ALLOWED_HOSTS); garbage values fail loudly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", True)
+# Demo mode: `make run` turns it on. It creates a demo admin and lets the fetcher reach the demo
+# feeds that this very server serves on localhost (refused otherwise as SSRF).
+DEMO_MODE = env_bool("NEWSREC_DEMO", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0")
+    SECRET_KEY = "insecure-dev-key-only-for-debug-mode-" + "x" * 20
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "django_dramatiq",
+    "articles",
+    "pipeline",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "newsrec.urls"
+WSGI_APPLICATION = "newsrec.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@localhost:5432/newsrec")
+DATABASES = {
+    # conn_max_age keeps one connection per thread; health checks make a restarted Postgres
+    # cost one failed query, not a dead process.
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://localhost:6379/0")
+if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis:// URL")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Lets gunicorn serve the admin's static files in demo/debug runs without collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Production hardening (active when DEBUG=0; `manage.py check --deploy` is clean then) ---
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- API ---
+# Reads may be public (API_PUBLIC_READS=1, the default); every write needs a session or a token.
+API_PUBLIC_READS = env_bool("API_PUBLIC_READS", True)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticatedOrReadOnly"
+        if API_PUBLIC_READS
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+}
+
+# --- Dramatiq on Redis ---
+# Heartbeat timeout and maintenance chance bound how long a killed worker's unacked messages wait
+# before another worker takes them back: Dramatiq's defaults (60 s, 0.1 % of commands) can leave them
+# for many minutes on a quiet queue.
+DRAMATIQ_HEARTBEAT_TIMEOUT_MS = env_int("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", 30_000)
+DRAMATIQ_MAINTENANCE_CHANCE = env_int("DRAMATIQ_MAINTENANCE_CHANCE", 10_000)  # per million commands
+DRAMATIQ_BROKER = {
+    "BROKER": "dramatiq.brokers.redis.RedisBroker",
+    "OPTIONS": {
+        "url": REDIS_URL,
+        "namespace": env_str("DRAMATIQ_NAMESPACE", "newsrec"),
+        "heartbeat_timeout": DRAMATIQ_HEARTBEAT_TIMEOUT_MS,
+        "maintenance_chance": DRAMATIQ_MAINTENANCE_CHANCE,
+    },
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.ShutdownNotifications",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Pipelines",
+        "dramatiq.middleware.Retries",
+        "dramatiq.middleware.CurrentMessage",
+        "pipeline.records.TaskRecordMiddleware",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_RESULT_BACKEND = {
+    "BACKEND": "dramatiq.results.backends.redis.RedisBackend",
+    "BACKEND_OPTIONS": {"url": REDIS_URL, "namespace": env_str("DRAMATIQ_NAMESPACE", "newsrec") + "-results"},
+    "MIDDLEWARE_OPTIONS": {"result_ttl": 60 * 60 * 1000},  # short-lived: durable history is TaskRecord
+}
+DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"  # never pickle
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+
+# --- Pipeline ---
+FEED_FETCH_INTERVAL_SECONDS = env_int("FEED_FETCH_INTERVAL_SECONDS", 600)
+FEED_CONNECT_TIMEOUT_SECONDS = env_int("FEED_CONNECT_TIMEOUT_SECONDS", 10)
+FEED_TOTAL_TIMEOUT_SECONDS = env_int("FEED_TOTAL_TIMEOUT_SECONDS", 30)
+FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 15 * 1024 * 1024)
+FEED_MAX_BACKOFF_SECONDS = env_int("FEED_MAX_BACKOFF_SECONDS", 24 * 3600)
+FEED_DISABLE_AFTER_FAILURES = env_int("FEED_DISABLE_AFTER_FAILURES", 10)
+# Hosts (names or CIDRs) the fetcher may reach although they resolve to non-public addresses.
+# Demo mode adds loopback so the demo feeds served by this server can be fetched.
+FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", []) + (
+    ["127.0.0.1", "localhost", "::1"] if DEMO_MODE else []
+)
+PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
+
+# Periodic batches (cron expressions, UTC). The scheduler only enqueues; the actors sweep the database.
+SCHEDULE = {
+    "scrape-due-feeds": {
+        "cron": env_str("SCRAPE_DUE_FEEDS_CRON", "*/10 * * * *"),
+        "actor": "scrape_due_feeds",
+    },
+    "process-pending-articles": {
+        "cron": env_str("PROCESS_PENDING_CRON", "*/5 * * * *"),
+        "actor": "process_pending_articles",
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- Demo (make run) ---
+PORT = env_int("PORT", 8000)
+DEMO_FEEDS_BASE_URL = env_str("DEMO_FEEDS_BASE_URL", f"http://127.0.0.1:{PORT}/demo/feeds/")
+DEMO_ADMIN_USERNAME = env_str("DEMO_ADMIN_USERNAME", "demo")
+DEMO_ADMIN_PASSWORD = env_str("DEMO_ADMIN_PASSWORD", "demo-password")

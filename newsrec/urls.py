@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from articles.demo_feeds import serve_demo_feed
+from articles.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
+from pipeline.views import TaskViewSet
+
+router = DefaultRouter()
+router.register("feeds", FeedViewSet)
+router.register("articles", ArticleViewSet)
+router.register("topics", TopicViewSet)
+router.register("tasks", TaskViewSet, basename="task")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and docker-compose: the process answers and Postgres is reachable."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/process-articles/", ProcessArticlesView.as_view(), name="process-articles"),
+    path("api/", include(router.urls)),
+    path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
+    path("healthz", healthz),
+]

@@ -1,0 +1,95 @@
+"""Dramatiq actors: thin, idempotent wrappers that take ids and call the plain pipeline functions.
+
+Every actor states its own limits (Dramatiq's defaults — 20 retries over days, 10 minute time limit —
+are wrong for this work): 3 retries starting at a 60 s backoff, a time limit, and an age past which
+a queued message is stale and dropped (the next scheduled sweep re-creates whatever is still due).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dramatiq
+from django.conf import settings
+
+from articles.services import claim_due_feeds, claim_pending_articles
+from pipeline import processing, scraping
+from pipeline.enqueue import send_on_commit
+
+SCRAPING = "scraping"
+PROCESSING = "processing"
+
+MINUTE = 60_000  # Dramatiq counts milliseconds
+RETRY_POLICY = {"max_retries": 3, "min_backoff": MINUTE, "max_backoff": 10 * MINUTE}
+# Errors in the message itself (wrong argument types or values): retrying cannot fix them.
+NOT_RETRYABLE = (TypeError, ValueError)
+
+
+def _batches(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> list[str]:
+    """Claim pending articles (these, or all that need it) and queue them in batches; returns task ids."""
+    claimed = claim_pending_articles(article_ids)
+    return [
+        send_on_commit(process_articles, batch, origin=origin)
+        for batch in _batches(claimed, settings.PROCESSING_BATCH_SIZE)
+    ]
+
+
+@dramatiq.actor(
+    queue_name=SCRAPING,
+    store_results=True,
+    time_limit=2 * MINUTE,
+    max_age=60 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
+    """Scrape one feed; new articles go straight on to processing (the chain), whose task ids are returned."""
+    outcome = scraping.scrape_feed(int(feed_id))
+    follow_ups = enqueue_processing(outcome.new_article_ids, origin="pipeline") if chain else []
+    return {**outcome.as_dict(), "follow_up_task_ids": follow_ups}
+
+
+@dramatiq.actor(
+    queue_name=SCRAPING,
+    store_results=True,
+    time_limit=MINUTE,
+    max_age=10 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def scrape_due_feeds() -> dict[str, object]:
+    """Sweep: queue a scrape of every active feed whose next poll is due."""
+    feed_ids = claim_due_feeds()
+    task_ids = [send_on_commit(scrape_feed, feed_id, origin="pipeline") for feed_id in feed_ids]
+    return {"feeds": feed_ids, "follow_up_task_ids": task_ids}
+
+
+@dramatiq.actor(
+    queue_name=PROCESSING,
+    store_results=True,
+    time_limit=10 * MINUTE,
+    max_age=6 * 60 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def process_articles(article_ids: list[int]) -> dict[str, object]:
+    """Embed and classify a batch of articles (those still pending)."""
+    return {"article_ids": len(article_ids), **processing.process_articles([int(i) for i in article_ids])}
+
+
+@dramatiq.actor(
+    queue_name=PROCESSING,
+    store_results=True,
+    time_limit=MINUTE,
+    max_age=10 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def process_pending_articles() -> dict[str, object]:
+    """Sweep: queue every pending article not already queued (or queued so long ago it was lost)."""
+    task_ids = enqueue_processing(None, origin="pipeline")
+    return {"batches": len(task_ids), "follow_up_task_ids": task_ids}

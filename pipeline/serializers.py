@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from pipeline.models import TaskRecord
+
+
+class TaskRecordSerializer(serializers.ModelSerializer):
+    task_id = serializers.CharField(source="message_id")
+    status = serializers.CharField(source="public_status")
+    state = serializers.CharField(source="status", help_text="detailed state, e.g. retrying or skipped")
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaskRecord
+        fields = [
+            "task_id", "status", "state", "actor_name", "queue_name", "args", "kwargs", "attempt", "origin",
+            "enqueued_at", "started_at", "finished_at", "duration_seconds", "worker", "result",
+            "error_type", "error_message",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, record: TaskRecord) -> float | None:
+        return record.duration.total_seconds() if record.duration is not None else None

@@ -1,0 +1,124 @@
+"""The shared cast: a local feed server, the real broker (emptied per test), users and API clients."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dramatiq
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from articles.models import Feed
+
+RSS_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>{title}</title><link>https://example.invalid/</link>
+<description>test feed</description>{items}</channel></rss>"""
+ITEM_TEMPLATE = """<item><guid>{guid}</guid><title>{title}</title><link>https://example.invalid/{guid}</link>
+<description>{summary}</description><pubDate>Mon, 02 Nov 2026 10:{minute:02d}:00 GMT</pubDate></item>"""
+
+
+def rss(items: list[tuple[str, str, str]], title: str = "Test feed") -> bytes:
+    """An RSS 2.0 document from (guid, title, summary) triples."""
+    body = "".join(
+        ITEM_TEMPLATE.format(guid=guid, title=t, summary=s, minute=i % 60) for i, (guid, t, s) in enumerate(items)
+    )
+    return RSS_TEMPLATE.format(title=title, items=body).encode()
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/rss+xml"
+    etag: str | None = None
+
+
+@dataclass
+class FeedServer:
+    """A real HTTP server on 127.0.0.1 whose routes tests set; it counts requests per path."""
+
+    base_url: str
+    routes: dict[str, Route] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def serve(self, path: str, body: bytes, **kwargs: object) -> str:
+        self.routes[path] = Route(body=body, **kwargs)  # type: ignore[arg-type]
+        return self.url(path)
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server_state: FeedServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            server_state.hits[self.path] = server_state.hits.get(self.path, 0) + 1
+            route = server_state.routes.get(self.path)
+            if route is None:
+                self.send_error(404)
+                return
+            if route.etag and self.headers.get("If-None-Match") == route.etag:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(route.status)
+            self.send_header("Content-Type", route.content_type)
+            self.send_header("Content-Length", str(len(route.body)))
+            if route.etag:
+                self.send_header("ETag", route.etag)
+            self.end_headers()
+            self.wfile.write(route.body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_state = FeedServer(base_url=f"http://127.0.0.1:{httpd.server_address[1]}")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server_state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def broker() -> Iterator[dramatiq.Broker]:
+    """The real Redis broker under the test namespace, emptied before and after the test."""
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def user(db):  # type: ignore[no-untyped-def]
+    return get_user_model().objects.create_user("reader", password="reader-password-1")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def auth_api(user) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def feed(db, feed_server: FeedServer) -> Feed:  # type: ignore[no-untyped-def]
+    url = feed_server.serve(
+        "/news.xml",
+        rss([("a-1", "Budget vote passes", "Parliament approved the budget."),
+             ("a-2", "Striker signs", "The club signed a new striker.")]),
+    )
+    return Feed.objects.create(url=url, title="Test feed")

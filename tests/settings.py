@@ -1,0 +1,12 @@
+"""Test settings: the real Postgres and Redis, isolated from a running `make run`."""
+
+from newsrec.settings import *  # noqa: F403
+from newsrec.settings import DRAMATIQ_BROKER, DRAMATIQ_RESULT_BACKEND, env_str
+
+# Own broker namespace so tests never consume (or flush) the queues of a running newsrec.
+TEST_NAMESPACE = env_str("NEWSREC_TEST_NAMESPACE", "newsrec-test")
+DRAMATIQ_BROKER["OPTIONS"]["namespace"] = TEST_NAMESPACE
+DRAMATIQ_RESULT_BACKEND["BACKEND_OPTIONS"]["namespace"] = TEST_NAMESPACE + "-results"
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+FEED_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1", "localhost"]  # tests serve feeds from local servers

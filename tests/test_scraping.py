@@ -1,0 +1,121 @@
+"""Scraping a feed over real HTTP from a local server into the real database, and the actors around it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from articles.models import Article, Feed
+from articles.services import claim_due_feeds, claim_pending_articles, upsert_entries
+from pipeline import actors
+from pipeline.parsing import parse_feed
+from pipeline.scraping import scrape_feed
+from tests.conftest import rss
+
+pytestmark = pytest.mark.django_db
+
+
+def test_scrape_stores_articles_and_schedules_next_poll(feed):
+    outcome = scrape_feed(feed.pk)
+    assert outcome.status == "ok" and len(outcome.new_article_ids) == 2
+    titles = set(Article.objects.filter(feed=feed).values_list("title", flat=True))
+    assert titles == {"Budget vote passes", "Striker signs"}
+    feed.refresh_from_db()
+    assert feed.error_count == 0 and feed.last_success_at is not None
+    assert feed.next_fetch_at > timezone.now() + timedelta(seconds=feed.fetch_interval - 60)
+
+
+def test_a_feed_served_twice_yields_no_duplicates(feed):
+    scrape_feed(feed.pk)
+    again = scrape_feed(feed.pk)
+    assert again.status == "ok" and again.new_article_ids == []
+    assert Article.objects.filter(feed=feed).count() == 2
+
+
+def test_only_new_items_are_new_on_the_next_poll(feed, feed_server):
+    scrape_feed(feed.pk)
+    feed_server.serve("/news.xml", rss([("a-1", "Budget vote passes", "x"), ("a-3", "Rates held", "y")]))
+    outcome = scrape_feed(feed.pk)
+    assert [Article.objects.get(pk=i).title for i in outcome.new_article_ids] == ["Rates held"]
+
+
+def test_not_modified_costs_no_parsing(db, feed_server):
+    url = feed_server.serve("/etag.xml", rss([("e-1", "One", "s")]), etag='"v1"')
+    feed = Feed.objects.create(url=url)
+    assert scrape_feed(feed.pk).status == "ok"
+    feed.refresh_from_db()
+    assert feed.etag == '"v1"'
+    assert scrape_feed(feed.pk).status == "not_modified"
+    assert feed_server.hits["/etag.xml"] == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        ({"status": 500, "body": b"oops"}, "500"),
+        ({"body": b"<html><body>Not a feed</body></html>", "content_type": "text/html"}, ""),
+        ({"body": b""}, ""),
+    ],
+)
+def test_broken_feeds_record_an_error_and_back_off(db, feed_server, route, expected):
+    url = feed_server.serve("/broken.xml", **route)
+    feed = Feed.objects.create(url=url, fetch_interval=600)
+    outcome = scrape_feed(feed.pk)
+    feed.refresh_from_db()
+    assert outcome.status == "error"
+    assert feed.error_count == 1 and feed.last_error and expected in feed.last_error
+    assert feed.next_fetch_at >= timezone.now() + timedelta(seconds=590)
+    assert not Article.objects.exists()
+
+
+def test_unreachable_feed_records_the_error(db):
+    feed = Feed.objects.create(url="http://127.0.0.1:9/feed.xml")  # discard port: connection refused
+    outcome = scrape_feed(feed.pk)
+    feed.refresh_from_db()
+    assert outcome.status == "error" and feed.error_count == 1 and feed.last_error
+
+
+def test_deleted_or_disabled_feeds_are_skipped_quietly(db):
+    assert scrape_feed(123456).status == "skipped"
+    feed = Feed.objects.create(url="https://example.invalid/x", is_active=False, disabled_reason="gone")
+    assert scrape_feed(feed.pk).status == "skipped"
+
+
+def test_upsert_is_idempotent_per_feed_guid(feed):
+    entries = parse_feed(rss([("g", "T", "S")]), base_url=feed.url).entries
+    assert len(upsert_entries(feed, entries)) == 1
+    assert upsert_entries(feed, entries) == []
+
+
+def test_claimed_due_feeds_are_not_claimed_again(db):
+    due = Feed.objects.create(url="https://example.invalid/due")
+    Feed.objects.create(url="https://example.invalid/later", next_fetch_at=timezone.now() + timedelta(hours=1))
+    Feed.objects.create(url="https://example.invalid/off", is_active=False)
+    assert claim_due_feeds() == [due.pk]
+    assert claim_due_feeds() == []
+
+
+def test_pending_articles_are_claimed_once_until_the_claim_goes_stale(feed):
+    scrape_feed(feed.pk)
+    first = claim_pending_articles()
+    assert len(first) == 2
+    assert claim_pending_articles() == []
+    assert sorted(claim_pending_articles(now=timezone.now() + timedelta(hours=1))) == sorted(first)
+
+
+def test_scrape_actor_chains_processing_and_names_the_follow_up_tasks(feed, broker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_feed(feed.pk)
+    assert result["status"] == "ok" and len(result["new_article_ids"]) == 2
+    assert len(result["follow_up_task_ids"]) == 1
+    queued = broker.client.hvals(f"{broker.namespace}:processing.msgs")
+    assert len(queued) == 1 and result["follow_up_task_ids"][0] in queued[0].decode()
+
+
+def test_sweep_actor_queues_a_scrape_per_due_feed(feed, broker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_due_feeds()
+    assert result["feeds"] == [feed.pk] and len(result["follow_up_task_ids"]) == 1
+    assert broker.client.llen(f"{broker.namespace}:scraping") == 1
