@@ -30,6 +30,9 @@ test: services
 test-fast: services
 	$(PY) -m pytest -m "not e2e"
 
+bench: services
+	$(PY) -m benchmarks $(BENCH)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -139,6 +139,8 @@ class Article(models.Model):
     classified_by = models.CharField(max_length=16, choices=ClassifiedBy.choices, blank=True)
     # float32 little-endian vector; Postgres is the source of truth, the vector index is derived.
     embedding = models.BinaryField(null=True, blank=True, editable=False)
+    # Near-duplicates across feeds (the same story) share a story id: the id of the story's first article.
+    story_id = models.BigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-published_at", "-id"]
@@ -151,7 +153,54 @@ class Article(models.Model):
             # article list: ORDER BY published_at DESC, filtered by feed
             models.Index(fields=["feed", "-published_at"], name="article_feed_published_idx"),
             models.Index(fields=["-published_at", "-id"], name="article_published_idx"),
+            # vector index catch-up: WHERE processed_at > <index built at> (rows embedded since)
+            models.Index(fields=["processed_at"], name="article_processed_at_idx"),
         ]
 
     def __str__(self) -> str:
         return self.title or self.url or self.guid
+
+
+class Interaction(models.Model):
+    """What a user did with an article; the recommender learns from these."""
+
+    class Kind(models.TextChoices):
+        READ = "read"
+        LIKE = "like"
+        DISMISS = "dismiss"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interactions")
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="interactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "article", "kind"], name="interaction_unique_kind"),
+        ]
+        indexes = [
+            # recommendations: the user's recent history, WHERE user_id = … ORDER BY created_at DESC
+            models.Index(fields=["user", "-created_at"], name="interaction_user_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind} {self.article_id}"
+
+
+class TopicClassifier(models.Model):
+    """A trained supervised topic model, stored as JSON (no pickle) so any process on any machine can load it.
+
+    The newest active row is the one processing uses; without one, topics are zero-shot.
+    """
+
+    params = models.JSONField(help_text="pipeline.classification.LinearTopicModel.to_dict()")
+    label_counts = models.JSONField(default=dict, help_text="labelled articles per topic at training time")
+    is_active = models.BooleanField(default=True)
+    trained_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-trained_at"]
+        get_latest_by = "trained_at"
+
+    def __str__(self) -> str:
+        return f"topic classifier {self.trained_at:%Y-%m-%d %H:%M}"

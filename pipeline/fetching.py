@@ -113,6 +113,7 @@ def fetch_feed(
     deadline = time.monotonic() + total_timeout
     current = _parse_start_url(url)
 
+    etag, last_modified = _sendable(etag), _sendable(last_modified)
     headers = {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": _ACCEPT_ENCODING}
     # Sent on every hop: the validators belong to the resource, wherever it now lives.
     if etag:
@@ -167,6 +168,7 @@ def fetch_feed(
                     raise _http_error(response)
 
             # The redirect response is closed by now; only then open the next hop.
+            assert target is not None  # every other status returned or raised above
             if status not in _PERMANENT_REDIRECTS:
                 all_permanent = False
             looped = looped or str(target) in seen
@@ -177,6 +179,14 @@ def fetch_feed(
             seen.add(str(target))
             redirects += 1
             current = target
+
+
+def _sendable(validator: str | None) -> str | None:
+    # Validators echo what an earlier response sent; one that cannot go back out as an
+    # ASCII header is dropped, which only turns this into an unconditional GET.
+    if validator and validator.isascii() and validator.isprintable():
+        return validator
+    return None
 
 
 def _parse_start_url(url: str) -> httpx.URL:

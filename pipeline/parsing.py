@@ -29,6 +29,7 @@ DEFAULT_MAX_ENTRIES = 1000
 MAX_TITLE_CHARS = 500
 MAX_GUID_CHARS = 500
 MAX_AUTHOR_CHARS = 255
+MAX_URL_CHARS = 2000
 
 # Dates outside this window are feed bugs (the Unix epoch, year 2099 placeholders),
 # not publication times; a little future slack tolerates skewed publisher clocks.
@@ -46,7 +47,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 @dataclass(frozen=True)
 class ParsedEntry:
     guid: str  # dedup key within the feed, at most MAX_GUID_CHARS
-    url: str  # absolute http(s) URL, "" if none
+    url: str  # absolute http(s) URL of at most MAX_URL_CHARS, "" if none
     title: str  # plain text (escape it when rendering), at most MAX_TITLE_CHARS
     summary: str  # sanitised HTML
     content: str  # sanitised HTML of the full content when the feed has it, else ""
@@ -82,6 +83,7 @@ def parse_feed(
     if not content.lstrip(codecs.BOM_UTF8 + b" \t\r\n"):
         raise ParseError("empty response body")
     guarded = _without_internal_dtd(content)
+    stripped_dtd = guarded is not content  # the guard returns its input itself when it changed nothing
 
     # No Content-Location: feedparser would resolve relative guids against it (it treats
     # ids as URIs), so a feed whose URL changes would re-key every such entry.  Links
@@ -109,8 +111,7 @@ def parse_feed(
         title=_plain_text(feed_info.get("title", ""), MAX_TITLE_CHARS),
         link=_absolute_http_url(feed_info.get("link"), base_url),
         entries=_assign_guids([_entry(raw, base_url, sanitiser) for raw in raw_entries[:max_entries]]),
-        # A feed served as text/html (or with no Content-Type) is too common to be worth a warning.
-        warning=None if problem is None or isinstance(problem, feedparser.NonXMLContentType) else _describe(problem),
+        warning=_warning(problem, stripped_dtd),
     )
 
 
@@ -211,6 +212,16 @@ def _refuse_stray_entities(content: bytes) -> bytes:
 
 
 # --- diagnosis ----------------------------------------------------------------------
+
+
+def _warning(problem: Exception | None, stripped_dtd: bool) -> str | None:
+    # A feed served as text/html (or with no Content-Type) is too common to be worth a warning.
+    if problem is None or isinstance(problem, feedparser.NonXMLContentType):
+        return None
+    if stripped_dtd:
+        # Say why entity references are now undefined, or the complaint looks like the feed's fault alone.
+        return f"ignored the document's internal DTD (entity declarations); {_describe(problem)}"
+    return _describe(problem)
 
 
 def _is_benign(problem: Exception) -> bool:
@@ -319,7 +330,8 @@ def _absolute_http_url(value: Any, base_url: str) -> str:
         return ""
     if parts.scheme.lower() not in _ALLOWED_LINK_SCHEMES or not parts.netloc:
         return ""  # javascript:, data:, mailto: and unresolvable relative links are not article URLs
-    return _CONTROL_CHARS.sub("", absolute)
+    absolute = _CONTROL_CHARS.sub("", absolute)
+    return absolute if len(absolute) <= MAX_URL_CHARS else ""  # a cut URL would point somewhere else
 
 
 def _plain_text(value: Any, limit: int) -> str:
@@ -377,7 +389,8 @@ def _date(parsed: Any) -> datetime | None:
     if not parsed:
         return None
     try:
-        when = datetime(*parsed[:6], tzinfo=UTC)
+        year, month, day, hour, minute, second = parsed[:6]
+        when = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except (TypeError, ValueError, OverflowError):
         return None
     if when < _EARLIEST_DATE or when > datetime.now(UTC) + _FUTURE_SLACK:

@@ -93,6 +93,15 @@ def test_relative_links_resolve_against_feed_url() -> None:
     assert 'src="https://news.example.com/feeds/img/photo.jpg"' in summary
 
 
+def test_overlong_link_is_dropped_not_cut() -> None:
+    link = "https://long.example.com/" + "a" * 2100
+    feed = parse_feed(
+        rss_items(f"<item><title>Long</title><link>{link}</link><guid>l</guid></item>"), base_url=BASE_URL
+    )
+
+    assert feed.entries[0].url == ""
+
+
 # --- dedup keys ------------------------------------------------------------------------
 
 
@@ -145,6 +154,13 @@ def test_html_page_is_not_a_feed() -> None:
         parse("html_page.html", content_type="text/html; charset=utf-8")
 
 
+def test_feed_served_as_html_still_parses() -> None:
+    feed = parse("rss2.xml", content_type="text/html; charset=utf-8")
+
+    assert len(feed.entries) == 3
+    assert feed.warning is None
+
+
 def test_other_xml_is_not_a_feed() -> None:
     with pytest.raises(ParseError, match=r"not a feed: the root element is <settings>"):
         parse("not_a_feed.xml")
@@ -186,7 +202,8 @@ def test_billion_laughs_is_not_expanded() -> None:
 
     assert "lollol" not in all_text(feed)
     assert len(all_text(feed)) < 10_000
-    assert feed.warning is not None  # the undefined entity is reported, the item kept
+    assert feed.entries[0].url == "https://laughs.example.com/1"  # the item is kept
+    assert feed.warning is not None and feed.warning.startswith("ignored the document's internal DTD")
 
 
 def test_quadratic_blowup_is_not_expanded() -> None:
