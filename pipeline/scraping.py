@@ -99,7 +99,7 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
 
 def _movable_url(feed: Feed, permanent_url: str | None) -> str | None:
     """The permanently-redirected URL to store, unless another feed already has it."""
-    if not permanent_url or permanent_url == feed.url:
+    if not permanent_url or permanent_url == feed.url or len(permanent_url) > 2000:
         return None
     if Feed.objects.filter(url=permanent_url).exclude(pk=feed.pk).exists():
         return None
