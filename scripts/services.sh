@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAR="$PWD/var"
-PG_PORT=5432
-REDIS_PORT=6379
+PG_PORT=${NEWSREC_PG_PORT:-5432}  # the knobs only exist to test this script beside running servers
+REDIS_PORT=${NEWSREC_REDIS_PORT:-6379}
 
 say() { echo "services: $*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -22,29 +22,40 @@ find_pg_bin() {
 # initdb and postgres refuse to run as root: run them as the postgres user when we are root.
 as_pg_user() {
   if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")  # from /: it may not enter the checkout
   else
     "$@"
   fi
 }
 
+# Where the private cluster lives: var/postgres, unless we are root and the postgres user cannot
+# reach var/ (a checkout inside a private 0700 directory); then a per-checkout folder in /var/tmp.
+pg_dir() {
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$VAR" 2>/dev/null; then
+    echo "/var/tmp/newsrec-postgres-$(echo "$PWD" | md5sum | cut -c1-8)"
+  else
+    echo "$VAR/postgres"
+  fi
+}
+
 start_postgres() {
   if port_open $PG_PORT; then return; fi
-  local initdb pg_ctl
+  local initdb pg_ctl dir
   initdb=$(find_pg_bin initdb); pg_ctl=$(find_pg_bin pg_ctl)
   if [ -z "$initdb" ] || [ -z "$pg_ctl" ]; then
     say "PostgreSQL is not running on port $PG_PORT and not installed: apt-get install postgresql (or set DATABASE_URL)"
     exit 1
   fi
-  mkdir -p "$VAR/postgres"
-  [ "$(id -u)" = 0 ] && chown postgres "$VAR/postgres" 2>/dev/null || true
-  if [ ! -f "$VAR/postgres/data/PG_VERSION" ]; then
-    as_pg_user "$initdb" -D "$VAR/postgres/data" -U postgres --auth=trust >/dev/null
+  [ "$(id -u)" = 0 ] && { id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres; }
+  dir=$(pg_dir)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg_user "$initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
   fi
-  as_pg_user "$pg_ctl" -D "$VAR/postgres/data" -l "$VAR/postgres/postgres.log" -w \
-    -o "-p $PG_PORT -k $VAR/postgres -c listen_addresses=127.0.0.1" start >/dev/null
-  say "started a private PostgreSQL on 127.0.0.1:$PG_PORT (data in var/postgres)"
+  as_pg_user "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  say "started a private PostgreSQL on 127.0.0.1:$PG_PORT (data in ${dir#"$PWD/"})"
 }
 
 start_redis() {
@@ -81,8 +92,10 @@ PY
 }
 
 stop() {
-  if [ -f "$VAR/postgres/data/postmaster.pid" ]; then
-    as_pg_user "$(find_pg_bin pg_ctl)" -D "$VAR/postgres/data" -m fast stop >/dev/null && say "stopped private PostgreSQL"
+  local dir
+  dir=$(pg_dir)
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg_user "$(find_pg_bin pg_ctl)" -D "$dir/data" -m fast stop >/dev/null && say "stopped private PostgreSQL"
   fi
   if [ -f "$VAR/redis/redis.pid" ]; then
     kill "$(cat "$VAR/redis/redis.pid")" 2>/dev/null && say "stopped private Redis"
