@@ -195,6 +195,8 @@ class TopicClassifier(models.Model):
 
     params = models.JSONField(help_text="pipeline.classification.LinearTopicModel.to_dict()")
     label_counts = models.JSONField(default=dict, help_text="labelled articles per topic at training time")
+    # sha256 of the (article, topic) labels trained on: retraining on the same labels is skipped.
+    labels_digest = models.CharField(max_length=64, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     trained_at = models.DateTimeField(default=timezone.now)
 

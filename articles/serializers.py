@@ -41,6 +41,33 @@ class ArticleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ArticleLabelSerializer(serializers.Serializer):
+    """PATCH body of an article: only its topic, by name or id (a person's label)."""
+
+    topic = serializers.JSONField(help_text="the topic's name or id")
+
+    def to_internal_value(self, data: object) -> dict[str, object]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {"topic"})
+            if unknown:
+                message = "only an article's topic can be changed"
+                raise serializers.ValidationError({name: [message] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_topic(self, value: object) -> Topic:
+        if isinstance(value, str) and value.strip():
+            found = Topic.objects.filter(name=value.strip()).first()
+            if found is None and value.strip().isdigit():
+                found = Topic.objects.filter(pk=int(value.strip())).first()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            found = Topic.objects.filter(pk=value).first()
+        else:
+            raise serializers.ValidationError("give a topic name or id")
+        if found is None:
+            raise serializers.ValidationError(f"no topic named or numbered {value!r}")
+        return found
+
+
 class TaskQueuedSerializer(serializers.Serializer):
     task_id = serializers.CharField()
     status = serializers.CharField()

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from articles.models import Article, Feed
+from articles.models import Article, Feed, Topic
 
 if TYPE_CHECKING:
     from pipeline.parsing import ParsedEntry
@@ -108,6 +108,32 @@ def claim_pending_articles(
         ids = list(pending.select_for_update(skip_locked=True).order_by("id").values_list("id", flat=True)[:limit])
         Article.objects.filter(pk__in=ids).update(queued_at=now)
     return ids
+
+
+def label_article(article: Article, topic: Topic | None) -> Article:
+    """Record a person's topic for the article (confidence 1.0, classified_by human) and queue retraining.
+
+    No classifier overwrites a human label. `None` withdraws the label: the article takes the topic
+    the model in force gives its stored embedding (no model pass), or none while it has no embedding.
+    """
+    from pipeline.embedding import vector_from_bytes
+    from pipeline.topic_models import topic_model_in_force
+    from pipeline.training import request_retraining
+
+    with transaction.atomic():
+        article = Article.objects.select_for_update().get(pk=article.pk)
+        if topic is not None:
+            article.topic, article.topic_confidence, article.classified_by = topic, 1.0, Article.ClassifiedBy.HUMAN
+        else:
+            in_force = topic_model_in_force()
+            article.topic, article.topic_confidence, article.classified_by = None, None, ""
+            if article.embedding is not None and in_force.model is not None:
+                predicted, confidence = in_force.model.predict(vector_from_bytes(article.embedding))
+                article.topic_id, article.topic_confidence = int(predicted[0]), float(confidence[0])
+                article.classified_by = in_force.classified_by
+        article.save(update_fields=["topic", "topic_confidence", "classified_by"])
+        request_retraining()
+    return article
 
 
 def validation_message(error: ValidationError) -> str:

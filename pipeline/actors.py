@@ -13,7 +13,7 @@ import dramatiq
 from django.conf import settings
 
 from articles.services import claim_due_feeds, claim_pending_articles
-from pipeline import processing, scraping, vector_index
+from pipeline import processing, scraping, training, vector_index
 from pipeline.enqueue import send_on_commit
 
 SCRAPING = "scraping"
@@ -106,3 +106,18 @@ def process_pending_articles() -> dict[str, object]:
 def save_index() -> dict[str, object]:
     """Reconcile this worker's vector index with Postgres and write it to this machine's cache file."""
     return vector_index.save_index()
+
+
+@dramatiq.actor(
+    queue_name=PROCESSING,
+    store_results=True,
+    time_limit=10 * MINUTE,
+    max_age=60 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def retrain_topic_classifier() -> dict[str, object]:
+    """Train the supervised topic model on people's labels (skipped when they have not changed)."""
+    # Cleared before the labels are read: a label stored from now on queues the next training.
+    training.clear_retraining_request(retrain_topic_classifier.broker)
+    return training.retrain_topic_classifier().as_dict()

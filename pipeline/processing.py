@@ -9,8 +9,9 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from articles.models import Article, Topic
-from pipeline import classification, embedding
+from articles.models import Article
+from pipeline import embedding
+from pipeline.topic_models import topic_model_in_force
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ PROCESSED_FIELDS = [
     "topic_confidence",
     "classified_by",
 ]
+
 
 def _embed_isolating_failures(texts: list[str]) -> tuple[np.ndarray | None, list[str | None]]:
     """Embed the batch in one pass; if that fails, embed one by one so one bad text fails alone."""
@@ -66,13 +68,13 @@ def process_articles(article_ids: Sequence[int]) -> dict[str, int]:
             for i, error in zip(usable, usable_errors, strict=True):
                 errors[i] = error
 
-        topics = list(Topic.objects.order_by("id"))
-        labels: list[int] = []
+        # The topic comes from the embedding just computed: no second model pass.
+        in_force = topic_model_in_force()
+        topic_ids: list[int] = []
         confidences: list[float] = []
-        if vectors is not None and topics:
-            topic_vectors = classification.embed_topics([(t.name, t.description) for t in topics])
-            idx, conf = classification.classify_zero_shot(vectors, topic_vectors)
-            labels, confidences = [int(i) for i in idx], [float(c) for c in conf]
+        if vectors is not None and in_force.model is not None:
+            predicted, probabilities = in_force.model.predict(vectors)
+            topic_ids, confidences = [int(t) for t in predicted], [float(p) for p in probabilities]
 
         for position, i in enumerate(usable):
             article = articles[i]
@@ -80,10 +82,11 @@ def process_articles(article_ids: Sequence[int]) -> dict[str, int]:
                 continue
             assert vectors is not None
             article.embedding = embedding.vector_to_bytes(vectors[position])
-            if topics:
-                article.topic = topics[labels[position]]
+            # A person's label outranks any classifier, whatever the article's status.
+            if topic_ids and article.classified_by != Article.ClassifiedBy.HUMAN:
+                article.topic_id = topic_ids[position]
                 article.topic_confidence = confidences[position]
-                article.classified_by = Article.ClassifiedBy.ZERO_SHOT
+                article.classified_by = in_force.classified_by
         for article, error in zip(articles, errors, strict=True):
             article.processed_at = now
             article.status = Article.Status.FAILED if error else Article.Status.PROCESSED
