@@ -3,12 +3,15 @@ from __future__ import annotations
 import django_filters
 
 from articles.models import Article
+from pipeline.stories import collapse_stories
 
 
 class ArticleFilter(django_filters.FilterSet):
     since = django_filters.IsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
     processed = django_filters.BooleanFilter(method="filter_processed")
     topic = django_filters.CharFilter(field_name="topic__name")
+    # Applied last, in filter_queryset, so the story's representative is chosen among the filtered rows.
+    collapse_stories = django_filters.BooleanFilter(method="filter_nothing", label="One article per story")
 
     class Meta:
         model = Article
@@ -18,3 +21,12 @@ class ArticleFilter(django_filters.FilterSet):
         if value:
             return queryset.filter(status=Article.Status.PROCESSED)
         return queryset.exclude(status=Article.Status.PROCESSED)
+
+    def filter_nothing(self, queryset, name, value):  # type: ignore[no-untyped-def]
+        return queryset
+
+    def filter_queryset(self, queryset):  # type: ignore[no-untyped-def]
+        queryset = super().filter_queryset(queryset)
+        if self.form.cleaned_data.get("collapse_stories"):
+            queryset = collapse_stories(queryset)
+        return queryset

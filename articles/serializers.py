@@ -37,6 +37,7 @@ class ArticleSerializer(serializers.ModelSerializer):
         fields = [
             "id", "feed", "guid", "url", "title", "summary", "content", "author", "published_at", "fetched_at",
             "status", "processing_error", "processed_at", "topic", "topic_confidence", "classified_by",
+            "story_id",
         ]
         read_only_fields = fields
 

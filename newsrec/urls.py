@@ -7,6 +7,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from articles.demo_feeds import serve_demo_feed
+from articles.similarity_views import SearchView, SimilarArticlesView
 from articles.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from pipeline.views import TaskViewSet
 
@@ -27,6 +28,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/process-articles/", ProcessArticlesView.as_view(), name="process-articles"),
+    path("api/articles/<int:pk>/similar/", SimilarArticlesView.as_view(), name="article-similar"),
+    path("api/search/", SearchView.as_view(), name="search"),
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),

@@ -13,7 +13,7 @@ import dramatiq
 from django.conf import settings
 
 from articles.services import claim_due_feeds, claim_pending_articles
-from pipeline import processing, scraping, training, vector_index
+from pipeline import processing, scraping, stories, training, vector_index
 from pipeline.enqueue import send_on_commit
 
 SCRAPING = "scraping"
@@ -77,8 +77,11 @@ def scrape_due_feeds() -> dict[str, object]:
     **RETRY_POLICY,
 )
 def process_articles(article_ids: list[int]) -> dict[str, object]:
-    """Embed and classify a batch of articles (those still pending)."""
-    return {"article_ids": len(article_ids), **processing.process_articles([int(i) for i in article_ids])}
+    """Embed and classify a batch of articles (those still pending), then group them into stories."""
+    ids = [int(i) for i in article_ids]
+    outcome = processing.process_articles(ids)
+    # After processing has committed: stories are found through the vector index, which reads Postgres.
+    return {"article_ids": len(article_ids), **outcome, **stories.assign_stories(ids)}
 
 
 @dramatiq.actor(

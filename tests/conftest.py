@@ -122,3 +122,16 @@ def feed(db, feed_server: FeedServer) -> Feed:  # type: ignore[no-untyped-def]
              ("a-2", "Striker signs", "The club signed a new striker.")]),
     )
     return Feed.objects.create(url=url, title="Test feed")
+
+
+@pytest.fixture
+def fresh_vector_index(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """This test's own vector index: cache file under tmp_path, built from the test database on first
+    use, and catching up on every search (no 1 s rate limit) so rows a test adds are found at once."""
+    from pipeline import vector_index
+
+    settings.VECTOR_INDEX_PATH = tmp_path / "vector-index.npz"
+    settings.VECTOR_INDEX_REFRESH_MS = 0
+    vector_index.reset_index()
+    yield settings.VECTOR_INDEX_PATH
+    vector_index.reset_index()

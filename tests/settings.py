@@ -1,5 +1,8 @@
 """Test settings: the real Postgres and Redis, isolated from a running `make run`."""
 
+import tempfile
+from pathlib import Path
+
 from newsrec.settings import *  # noqa: F403
 from newsrec.settings import DRAMATIQ_BROKER, DRAMATIQ_RESULT_BACKEND, env_str
 
@@ -10,3 +13,7 @@ DRAMATIQ_RESULT_BACKEND["BACKEND_OPTIONS"]["namespace"] = TEST_NAMESPACE + "-res
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 FEED_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1", "localhost"]  # tests serve feeds from local servers
+
+# The vector index cache of test processes (and the workers they start): never the checkout's var/,
+# which a running `make run` uses.
+VECTOR_INDEX_PATH = Path(tempfile.gettempdir()) / f"newsrec-{TEST_NAMESPACE}" / "vector-index.npz"

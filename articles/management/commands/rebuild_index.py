@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from pipeline import vector_index
+
+
+class Command(BaseCommand):
+    help = (
+        "Rebuild this machine's vector index cache from the embeddings in Postgres and save it. "
+        "Running web and worker processes keep their own copy in memory and reconcile it with Postgres "
+        "on their own; the next process to start loads this file."
+    )
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+    def handle(self, *args, no_progress: bool, **options) -> None:  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        index = vector_index.build_from_database(progress=not no_progress)
+        path = index.save()
+        vector_index.reset_index()
+        self.stdout.write(
+            f"indexed {len(index)} articles ({index.kind}) in {time.monotonic() - started:.1f} s; saved {path}"
+        )

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pipeline.similarity import check_k, check_query, search_articles, summary
+
+
+class Command(BaseCommand):
+    help = "Semantic search over processed articles, as GET /api/search/?q=…&k=… answers it."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("query", help="the text to search for")
+        parser.add_argument("--k", default=10, help="how many articles (1-100, default 10)")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="print the API's JSON instead of a table"
+        )
+
+    def handle(self, *args, query: str, k: str, as_json: bool, **options) -> None:  # type: ignore[no-untyped-def]
+        try:
+            text, count = check_query(query), check_k(k)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        results = [summary(scored) for scored in search_articles(text, count)]
+        write_results(self, results, as_json=as_json)
+
+
+def write_results(command: BaseCommand, results: list[dict[str, object]], *, as_json: bool) -> None:
+    """One line per article (score, id, topic, title), or the JSON list."""
+    if as_json:
+        command.stdout.write(json.dumps(results, indent=2))
+        return
+    if not results:
+        command.stdout.write("no articles found")
+    for row in results:
+        command.stdout.write(f"{row['score']:.3f}  #{row['id']:<7} {str(row['topic'] or '-'):<14} {row['title']}")
