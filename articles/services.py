@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Feed, Interaction, Topic
 
 if TYPE_CHECKING:
     from pipeline.parsing import ParsedEntry
@@ -134,6 +134,23 @@ def label_article(article: Article, topic: Topic | None) -> Article:
         article.save(update_fields=["topic", "topic_confidence", "classified_by"])
         request_retraining()
     return article
+
+
+# Liking and dismissing contradict each other: recording one withdraws the other.
+_OPPOSITE_KIND = {Interaction.Kind.LIKE: Interaction.Kind.DISMISS, Interaction.Kind.DISMISS: Interaction.Kind.LIKE}
+
+
+def record_interaction(user_id: int, article: Article, kind: str) -> tuple[Interaction, bool]:
+    """Record that the user read, liked or dismissed the article; returns (interaction, created).
+
+    Idempotent per kind: the unique (user, article, kind) key makes a repeat return the first record.
+    """
+    with transaction.atomic():
+        interaction, created = Interaction.objects.get_or_create(user_id=user_id, article=article, kind=kind)
+        opposite = _OPPOSITE_KIND.get(Interaction.Kind(kind))
+        if created and opposite:
+            Interaction.objects.filter(user_id=user_id, article=article, kind=opposite).delete()
+    return interaction, created
 
 
 def validation_message(error: ValidationError) -> str:

@@ -7,6 +7,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from articles.demo_feeds import serve_demo_feed
+from articles.recommend_views import InteractionView, RecommendationsView
 from articles.similarity_views import SearchView, SimilarArticlesView
 from articles.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from pipeline.views import TaskViewSet
@@ -30,6 +31,8 @@ urlpatterns = [
     path("api/process-articles/", ProcessArticlesView.as_view(), name="process-articles"),
     path("api/articles/<int:pk>/similar/", SimilarArticlesView.as_view(), name="article-similar"),
     path("api/search/", SearchView.as_view(), name="search"),
+    path("api/articles/<str:article_id>/interactions/", InteractionView.as_view(), name="article-interactions"),
+    path("api/recommendations/", RecommendationsView.as_view(), name="recommendations"),
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),
