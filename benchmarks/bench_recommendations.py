@@ -291,14 +291,14 @@ def run() -> dict:
         for name, items in ranked.items():
             cold_scores[name].append(ndcg(items, u.held_out))
 
-    table = [["method", "nDCG@10 (± s.e.)", "share of the page in the user's topics", "cold-start nDCG@10"]]
+    table = [["method", "nDCG@10 (± s.e.)", "share of the page in the user's topics", "cold-start nDCG@10 (± s.e.)"]]
     figures: dict[str, float] = {}
     for name in scores:
         mean, error = _mean_and_error(scores[name])
-        cold_mean, _ = _mean_and_error(cold_scores[name])
+        cold_mean, cold_error = _mean_and_error(cold_scores[name])
         interest = statistics.fmean(on_interest[name])
         label = "simulation oracle (ceiling)" if name == "oracle" else name
-        table.append([label, f"{mean:.3f} ± {error:.3f}", f"{interest:.1%}", f"{cold_mean:.3f}"])
+        table.append([label, f"{mean:.3f} ± {error:.3f}", f"{interest:.1%}", f"{cold_mean:.3f} ± {cold_error:.3f}"])
         key = name.replace(" ", "_")
         figures[f"ndcg10_{key}"] = round(mean, 4)
         figures[f"on_interest_{key}"] = round(interest, 4)

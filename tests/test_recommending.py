@@ -6,7 +6,6 @@ noise, so which article should come first is known without running the model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -18,7 +17,6 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from articles.models import Article, Feed, Interaction, Topic
-from pipeline import vector_index
 from pipeline.embedding import EMBEDDING_DIM, vector_to_bytes
 from pipeline.recommending import COLD_START, PERSONAL, build_profile, load_history, recommend
 
@@ -79,12 +77,8 @@ def interact(user, article: Article, kind: str, *, days_ago: float = 0.0) -> Non
 
 
 @pytest.fixture(autouse=True)
-def fresh_index(settings, tmp_path: Path) -> Iterator[None]:
-    settings.VECTOR_INDEX_PATH = tmp_path / "index.npz"
-    settings.VECTOR_INDEX_REFRESH_MS = 0  # every search sees the rows a test just added
-    vector_index.reset_index()
-    yield
-    vector_index.reset_index()
+def own_index(fresh_vector_index: Path) -> None:
+    """Each test searches its own vector index, caught up on every search."""
 
 
 @pytest.fixture
