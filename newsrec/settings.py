@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Task records of messages a request queued are written before its response leaves.
+    "pipeline.records.flush_task_records_middleware",
 ]
 
 ROOT_URLCONF = "newsrec.urls"
@@ -195,6 +197,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "pipeline.records.TaskRecordMiddleware",
+        "pipeline.heartbeats.WorkerHeartbeatMiddleware",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
@@ -204,6 +207,17 @@ DRAMATIQ_RESULT_BACKEND = {
     "MIDDLEWARE_OPTIONS": {"result_ttl": 60 * 60 * 1000},  # short-lived: durable history is TaskRecord
 }
 DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"  # never pickle
+
+# --- Task records (pipeline.records): written in batches off the hot path ---
+# A batch is written when this many rows are pending or the oldest is this old (a worker writes a
+# finished task's row at once and acknowledges the message only after it is in Postgres).
+TASK_RECORD_FLUSH_INTERVAL_MS = env_int("TASK_RECORD_FLUSH_INTERVAL_MS", 150)
+TASK_RECORD_BATCH_SIZE = env_int("TASK_RECORD_BATCH_SIZE", 500)
+# Records older than this are deleted by the purge-task-records job (in batches, short locks).
+TASK_RECORD_RETENTION_DAYS = env_int("TASK_RECORD_RETENTION_DAYS", 7)
+TASK_RECORD_PURGE_BATCH_SIZE = env_int("TASK_RECORD_PURGE_BATCH_SIZE", 5000)
+# /metrics answers only requests carrying "Authorization: Bearer <token>" when this is set.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 
 # --- Pipeline ---
