@@ -70,9 +70,22 @@ def _drain(mode: str, broker, bare_namespace: str) -> float:  # type: ignore[no-
     queue_key = f"{broker.namespace}:{QUEUE}"
     client = broker.client
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "benchmarks.task_workers", "-p", str(PROCESSES), "-t", str(THREADS),
-         "-Q", QUEUE],
-        cwd=ROOT, env=_env(mode, bare_namespace), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "benchmarks.task_workers",
+            "-p",
+            str(PROCESSES),
+            "-t",
+            str(THREADS),
+            "-Q",
+            QUEUE,
+        ],
+        cwd=ROOT,
+        env=_env(mode, bare_namespace),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -165,20 +178,33 @@ def run() -> dict:
     }
     table = [
         ["", "enqueue cost per message", "worker drain rate (-p 2 -t 8)"],
-        ["(a) bare Dramatiq", f"{figures['bare_enqueue_ms_per_message']:.3f} ms",
-         f"{figures['bare_drain_msgs_per_s']:,} msg/s"],
-        ["(b) project, task records on", f"{figures['records_enqueue_ms_per_message']:.3f} ms",
-         f"{figures['records_drain_msgs_per_s']:,} msg/s"],
-        ["(b) / (a)", f"{figures['enqueue_cost_ratio']:.2f}× (target ≤ 1.5×)",
-         f"{figures['drain_rate_ratio']:.0%} (target ≥ 50 %)"],
+        [
+            "(a) bare Dramatiq",
+            f"{figures['bare_enqueue_ms_per_message']:.3f} ms",
+            f"{figures['bare_drain_msgs_per_s']:,} msg/s",
+        ],
+        [
+            "(b) project, task records on",
+            f"{figures['records_enqueue_ms_per_message']:.3f} ms",
+            f"{figures['records_drain_msgs_per_s']:,} msg/s",
+        ],
+        [
+            "(b) / (a)",
+            f"{figures['enqueue_cost_ratio']:.2f}× (target ≤ 1.5×)",
+            f"{figures['drain_rate_ratio']:.0%} (target ≥ 50 %)",
+        ],
     ]
     notes = (
         f"{N:,} no-op messages per set-up and round, {ROUNDS} rounds, medians of per-round figures; ratios are "
         "computed within each round (sends alternate between the set-ups in chunks of "
         f"{CHUNK:,}, so both see the same load). Real Redis and Postgres, real `dramatiq` worker processes. "
-        f"Every record ended \"succeeded\": {records_ok}. The last record batch, written after the send loop, "
+        f'Every record ended "succeeded": {records_ok}. The last record batch, written after the send loop, '
         f"took a median {figures['records_final_flush_ms']} ms. Command: `make bench BENCH=tasks` "
         "(or `.venv/bin/python -m benchmarks tasks`)."
     )
-    return {"title": "Task records: enqueue cost and drain rate against bare Dramatiq", "figures": figures,
-            "table": table, "notes": notes}
+    return {
+        "title": "Task records: enqueue cost and drain rate against bare Dramatiq",
+        "figures": figures,
+        "table": table,
+        "notes": notes,
+    }

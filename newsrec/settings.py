@@ -236,6 +236,11 @@ PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
 
 # Periodic batches (cron expressions, UTC). The scheduler only enqueues; the actors sweep the database.
 SCHEDULE = {
+    # Task records older than TASK_RECORD_RETENTION_DAYS, deleted in short batches.
+    "purge-task-records": {
+        "cron": env_str("PURGE_TASK_RECORDS_CRON", "17 * * * *"),
+        "actor": "purge_task_records",
+    },
     "scrape-due-feeds": {
         "cron": env_str("SCRAPE_DUE_FEEDS_CRON", "*/10 * * * *"),
         "actor": "scrape_due_feeds",

@@ -10,6 +10,7 @@ from articles.demo_feeds import serve_demo_feed
 from articles.recommend_views import InteractionView, RecommendationsView
 from articles.similarity_views import SearchView, SimilarArticlesView
 from articles.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
+from pipeline.metrics import metrics_view
 from pipeline.views import TaskViewSet
 
 router = DefaultRouter()
@@ -36,4 +37,5 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (pipeline/metrics.py)
 ]

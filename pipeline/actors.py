@@ -15,6 +15,7 @@ from django.conf import settings
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import processing, scraping, stories, training, vector_index
 from pipeline.enqueue import send_on_commit
+from pipeline.retention import purge_task_records as delete_old_task_records
 
 SCRAPING = "scraping"
 PROCESSING = "processing"
@@ -124,3 +125,9 @@ def retrain_topic_classifier() -> dict[str, object]:
     # Cleared before the labels are read: a label stored from now on queues the next training.
     training.clear_retraining_request(retrain_topic_classifier.broker)
     return training.retrain_topic_classifier().as_dict()
+
+
+@dramatiq.actor(queue_name=SCRAPING, store_results=True, time_limit=10 * MINUTE, max_age=60 * MINUTE, **RETRY_POLICY)
+def purge_task_records() -> dict[str, object]:
+    """Delete task records older than TASK_RECORD_RETENTION_DAYS, in short batches."""
+    return {"deleted": delete_old_task_records()}

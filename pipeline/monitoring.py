@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 
 from pipeline.dead_letters import dead_letter_queues, queue_keys
-from pipeline.heartbeats import HEARTBEAT_TTL_SECONDS, LiveWorker, live_workers
+from pipeline.heartbeats import HEARTBEAT_TTL_SECONDS, LiveWorker
 from pipeline.models import TaskRecord
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -140,10 +140,7 @@ def throughput(window: timedelta, buckets: int = 24) -> list[tuple[datetime, int
         cursor.execute(_THROUGHPUT, {"bucket": bucket, "since": datetime.fromtimestamp(first * bucket, UTC)})
         counts = {slot: (ok, bad) for slot, ok, bad in cursor.fetchall()}
     last = int(now.timestamp()) // bucket
-    return [
-        (datetime.fromtimestamp(slot * bucket, UTC), *counts.get(slot, (0, 0)))
-        for slot in range(first, last + 1)
-    ]
+    return [(datetime.fromtimestamp(slot * bucket, UTC), *counts.get(slot, (0, 0))) for slot in range(first, last + 1)]
 
 
 def status_counts(queryset: QuerySet[TaskRecord] | None = None) -> dict[str, int]:

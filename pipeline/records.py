@@ -136,9 +136,27 @@ class Row:
     """One transition of a message, or several merged: the columns of a TaskRecord upsert."""
 
     __slots__ = (
-        "message_id", "actor_name", "queue_name", "args", "kwargs", "origin", "retry_of", "status",
-        "attempt", "rank", "outcome_key", "enqueued_at", "started_at", "finished_at", "worker", "result",
-        "error_type", "error_message", "traceback", "added", "urgent",
+        "message_id",
+        "actor_name",
+        "queue_name",
+        "args",
+        "kwargs",
+        "origin",
+        "retry_of",
+        "status",
+        "attempt",
+        "rank",
+        "outcome_key",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "result",
+        "error_type",
+        "error_message",
+        "traceback",
+        "added",
+        "urgent",
     )
 
     def __init__(

@@ -14,9 +14,24 @@ class TaskRecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = TaskRecord
         fields = [
-            "task_id", "status", "state", "actor_name", "queue_name", "args", "kwargs", "attempt", "origin",
-            "enqueued_at", "started_at", "finished_at", "duration_seconds", "worker", "result",
-            "error_type", "error_message",
+            "task_id",
+            "status",
+            "state",
+            "actor_name",
+            "queue_name",
+            "args",
+            "kwargs",
+            "attempt",
+            "origin",
+            "enqueued_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "worker",
+            "result",
+            "error_type",
+            "error_message",
+            "retry_of",
         ]
         read_only_fields = fields
 
