@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters
 
 from articles.models import Article
 from pipeline.stories import collapse_stories
 
 
+class UTCIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time turned into UTC here: Postgres refuses offsets past ±15:59 (a 500 otherwise)."""
+
+    def strptime(self, value: str, format: str) -> datetime:  # noqa: A002 - Django's signature
+        parsed = super().strptime(value, format)
+        try:
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range") from None
+
+
+class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
+
+
 class ArticleFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
+    since = UTCIsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
     processed = django_filters.BooleanFilter(method="filter_processed")
     topic = django_filters.CharFilter(field_name="topic__name")
     # Applied last, in filter_queryset, so the story's representative is chosen among the filtered rows.

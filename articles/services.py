@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # Articles handed to the processing queue are not handed again by the sweep for this long, so a
 # backlog is not enqueued twice; after it, the sweep assumes the message was lost and re-sends.
 PROCESSING_CLAIM_TTL = timedelta(minutes=30)
+# Between a claim's commit and its message reaching Redis (milliseconds): a sweep that finds the
+# article claimed but not yet in the queue within this window leaves it alone.
+PROCESSING_ENQUEUE_GRACE = timedelta(minutes=1)
 
 _validate_url = URLValidator(schemes=["http", "https"])
 
@@ -90,17 +93,27 @@ def claim_due_feeds(*, now: datetime | None = None, slack: timedelta = timedelta
 
 
 def claim_pending_articles(
-    article_ids: Sequence[int] | None = None, *, now: datetime | None = None, limit: int = 10_000
+    article_ids: Sequence[int] | None = None,
+    *,
+    now: datetime | None = None,
+    limit: int = 10_000,
+    in_queue: Collection[int] | None = None,
 ) -> list[int]:
     """Mark pending articles as handed to the processing queue; returns the ids claimed.
 
     With `article_ids`, claims those (a scrape's new articles); without, sweeps for pending articles
-    never handed over or handed over so long ago that their message must have been lost.
+    never handed over, or handed over but lost. `in_queue` (the ids the broker's messages still name,
+    see pipeline.queued_work) says which were lost: any claimed more than PROCESSING_ENQUEUE_GRACE ago
+    and not in it — so a Redis that lost its queues costs one sweep period, not the claim TTL. When the
+    broker cannot tell (None), a claim older than PROCESSING_CLAIM_TTL is presumed lost.
     """
     now = now or timezone.now()
     pending = Article.objects.filter(status=Article.Status.PENDING)
     if article_ids is not None:
         pending = pending.filter(pk__in=list(article_ids))
+    elif in_queue is not None:
+        lost = Q(queued_at__lt=now - PROCESSING_ENQUEUE_GRACE) & ~Q(pk__in=list(in_queue))
+        pending = pending.filter(Q(queued_at__isnull=True) | lost)
     else:
         stale = now - PROCESSING_CLAIM_TTL
         pending = pending.filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))

@@ -17,3 +17,8 @@ FEED_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1", "localhost"]  # tests serve feeds fro
 # The vector index cache of test processes (and the workers they start): never the checkout's var/,
 # which a running `make run` uses.
 VECTOR_INDEX_PATH = Path(tempfile.gettempdir()) / f"newsrec-{TEST_NAMESPACE}" / "vector-index.npz"
+
+# Throttling stays on, with rates no test reaches by accident (tests/test_api_hardening.py lowers them),
+# and counters under this run's own cache prefix.
+API_THROTTLE_RATES = {"writes": "100000/minute", "search": "100000/minute"}
+CACHES["default"]["KEY_PREFIX"] = TEST_NAMESPACE  # noqa: F405

@@ -1,0 +1,107 @@
+"""Production settings: `check --deploy` is clean, secrets come only from the environment, and
+nothing newsrec stores in Redis (messages, results, cache entries, sessions) is pickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import dramatiq
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from newsrec.settings import redis_url_with_timeouts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    production = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**production, "DJANGO_SETTINGS_MODULE": "newsrec.settings", "HF_HUB_OFFLINE": "1", **env},
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    done = run_manage("check", "--deploy", "--fail-level", "WARNING",
+                      DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="news.example.org")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_production_without_a_secret_key_refuses_to_start():
+    done = run_manage("check", DEBUG="0", ALLOWED_HOSTS="news.example.org")
+    assert done.returncode != 0 and "SECRET_KEY must be set" in done.stderr
+
+
+def test_a_demo_admin_with_the_known_password_is_refused_in_production():
+    done = run_manage("check", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50), NEWSREC_DEMO="1")
+    assert done.returncode != 0 and "DEMO_ADMIN_PASSWORD" in done.stderr
+
+
+def test_broker_connections_time_out_instead_of_hanging():
+    pool = dramatiq.get_broker().client.connection_pool
+    assert pool.connection_kwargs["socket_timeout"] == 5 and pool.connection_kwargs["socket_connect_timeout"] == 3
+    explicit = redis_url_with_timeouts("redis://r:6379/0?socket_timeout=30")
+    assert "socket_timeout=30" in explicit and "socket_connect_timeout=3" in explicit
+
+
+def test_redelivery_is_tuned_to_within_two_minutes():
+    options = settings.DRAMATIQ_BROKER["OPTIONS"]
+    broker = dramatiq.get_broker()
+    assert broker.heartbeat_timeout == options["heartbeat_timeout"] == 30_000
+    # Maintenance on 10 % of commands: with one worker polling a queue about once a second, the
+    # chance that no maintenance has run 90 s after the timeout is 0.9**90.
+    assert broker.maintenance_chance == 100_000
+    assert 0.9**90 < 1e-4
+
+
+# --- Nothing is pickled ---
+
+
+def test_messages_in_redis_are_json(broker):
+    from pipeline.actors import scrape_feed
+
+    assert isinstance(dramatiq.get_encoder(), dramatiq.JSONEncoder)
+    message = scrape_feed.send(7)
+    raw = broker.client.hget(f"{broker.namespace}:scraping.msgs", message.options["redis_message_id"])
+    assert not raw.startswith(b"\x80")  # pickle's protocol marker
+    assert json.loads(raw)["args"] == [7]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stored_results_are_json(broker):
+    from pipeline.actors import scrape_feed
+
+    message = scrape_feed.send(999_999)  # no such feed: a small "skipped" result
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        broker.join(scrape_feed.queue_name, timeout=30_000)
+        worker.join()
+    finally:
+        worker.stop()
+    backend = next(m for m in broker.middleware if type(m).__name__ == "Results").backend
+    raw = backend.client.lindex(backend.build_message_key(message), 0)  # a one-item list, for BLPOP
+    assert raw is not None and not raw.startswith(b"\x80")
+    assert json.loads(raw)["status"] == "skipped"
+
+
+def test_cache_entries_are_json():
+    cache.set("deploy-test", {"history": [1.5, 2.5]}, 30)
+    try:
+        raw = cache._cache.get_client().get(cache.make_and_validate_key("deploy-test"))
+        assert json.loads(raw) == {"history": [1.5, 2.5]}
+        assert cache.get("deploy-test") == {"history": [1.5, 2.5]}
+    finally:
+        cache.delete("deploy-test")
+
+
+def test_sessions_are_json():
+    assert settings.SESSION_SERIALIZER == "django.contrib.sessions.serializers.JSONSerializer"
