@@ -4,8 +4,10 @@ from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
+import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the schema
 from articles.demo_feeds import serve_demo_feed
 from articles.recommend_views import InteractionView, RecommendationsView
 from articles.similarity_views import SearchView, SimilarArticlesView
@@ -34,6 +36,7 @@ urlpatterns = [
     path("api/search/", SearchView.as_view(), name="search"),
     path("api/articles/<str:article_id>/interactions/", InteractionView.as_view(), name="article-interactions"),
     path("api/recommendations/", RecommendationsView.as_view(), name="recommendations"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),  # OpenAPI 3 (drf-spectacular)
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),

@@ -15,6 +15,7 @@ from django.conf import settings
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import processing, scraping, stories, training, vector_index
 from pipeline.enqueue import send_on_commit
+from pipeline.queued_work import article_ids_in_queue
 from pipeline.retention import purge_task_records as delete_old_task_records
 
 SCRAPING = "scraping"
@@ -32,7 +33,13 @@ def _batches(ids: Sequence[int], size: int) -> list[list[int]]:
 
 def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> list[str]:
     """Claim pending articles (these, or all that need it) and queue them in batches; returns task ids."""
-    claimed = claim_pending_articles(article_ids)
+    # A sweep asks the broker which claimed articles its messages still name: the others were lost.
+    in_queue = (
+        None
+        if article_ids is not None
+        else article_ids_in_queue(process_articles.broker, queue_name=PROCESSING, actor_name="process_articles")
+    )
+    claimed = claim_pending_articles(article_ids, in_queue=in_queue)
     return [
         send_on_commit(process_articles, batch, origin=origin)
         for batch in _batches(claimed, settings.PROCESSING_BATCH_SIZE)
