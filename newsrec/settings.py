@@ -276,6 +276,8 @@ DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"  # never pickle
 # finished task's row at once and acknowledges the message only after it is in Postgres).
 TASK_RECORD_FLUSH_INTERVAL_MS = env_int("TASK_RECORD_FLUSH_INTERVAL_MS", 150)
 TASK_RECORD_BATCH_SIZE = env_int("TASK_RECORD_BATCH_SIZE", 500)
+# Off: record batches commit without waiting for the disk (see README, "what a crash can lose").
+TASK_RECORD_SYNCHRONOUS_COMMIT = env_bool("TASK_RECORD_SYNCHRONOUS_COMMIT", False)
 # Records older than this are deleted by the purge-task-records job (in batches, short locks).
 TASK_RECORD_RETENTION_DAYS = env_int("TASK_RECORD_RETENTION_DAYS", 7)
 TASK_RECORD_PURGE_BATCH_SIZE = env_int("TASK_RECORD_PURGE_BATCH_SIZE", 5000)

@@ -333,7 +333,7 @@ def upsert_rows(rows: list[Row], *, own_connection: bool = False) -> None:
     is set up once for asynchronous commits and runs the statements prepared (planned once)."""
     sql = _UPSERT
     params = [batch_json(sorted(rows, key=lambda r: r.message_id))]
-    synchronous = getattr(settings, "TASK_RECORD_SYNCHRONOUS_COMMIT", False)
+    synchronous = settings.TASK_RECORD_SYNCHRONOUS_COMMIT
     if own_connection and not connection.in_atomic_block:
         connection.ensure_connection()
         raw = connection.connection
@@ -394,6 +394,7 @@ class RecordBuffer:
         self._writing: set[str] = set()
         self._first_added = 0.0
         self._failures = 0
+        self._healthy = True  # False from a failed write until one succeeds: nobody waits meanwhile
         self._dropped = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -416,6 +417,14 @@ class RecordBuffer:
 
     def pending_count(self) -> int:
         return len(self._pending)
+
+    def discard_pending(self) -> int:
+        """Forget the rows not yet written (tests: rows a test left inside its rolled-back transaction
+        must not land in the next test). Returns how many."""
+        with self._cond:
+            count = len(self._pending)
+            self._pending = {}
+            return count
 
     def add(self, row: Row) -> None:
         now = time.monotonic()
@@ -455,6 +464,8 @@ class RecordBuffer:
                 if row is not None:
                     row.urgent = True
                     self._work.notify()
+                if not self._healthy:
+                    return  # Postgres is unreachable: the row stays pending for the writer's retries
                 failures = self._failures
                 deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
                 while (message_id in self._pending or message_id in self._writing) and failures == self._failures:
@@ -500,6 +511,7 @@ class RecordBuffer:
                 ok = False
         with self._cond:
             self._writing.difference_update(self._ids(batch))
+            self._healthy = ok
             if not ok:
                 # Kept for the next flush: merged under any newer rows of the same messages.
                 self._failures += 1

@@ -6,9 +6,11 @@ from pipeline.models import TaskRecord
 
 
 class TaskRecordSerializer(serializers.ModelSerializer):
-    task_id = serializers.CharField(source="message_id")
-    status = serializers.CharField(source="public_status")
-    state = serializers.CharField(source="status", help_text="detailed state, e.g. retrying or skipped")
+    task_id = serializers.CharField(source="message_id", read_only=True)
+    status = serializers.CharField(
+        source="public_status", read_only=True, help_text="queued, running, succeeded, failed"
+    )
+    state = serializers.CharField(source="status", read_only=True, help_text="detailed state, e.g. retrying or skipped")
     duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,3 +39,16 @@ class TaskRecordSerializer(serializers.ModelSerializer):
 
     def get_duration_seconds(self, record: TaskRecord) -> float | None:
         return record.duration.total_seconds() if record.duration is not None else None
+
+
+class TaskRetrySerializer(serializers.Serializer):
+    """The answer to POST /api/tasks/{id}/retry/ (the request has no body)."""
+
+    task_id = serializers.CharField(read_only=True, help_text="the new task")
+    status = serializers.CharField(read_only=True)
+    retry_of = serializers.CharField(read_only=True)
+    status_url = serializers.URLField(read_only=True)
+
+
+class TaskProblemSerializer(serializers.Serializer):
+    detail = serializers.CharField(read_only=True)

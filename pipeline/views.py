@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from pipeline.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.models import TaskRecord
 from pipeline.records import flush_task_records
 from pipeline.retrying import TaskNotRetryable, retry_task
-from pipeline.serializers import TaskRecordSerializer
+from pipeline.serializers import TaskProblemSerializer, TaskRecordSerializer, TaskRetrySerializer
 
 # The four states the API promises, each a set of detailed states (`state` in a record).
 PUBLIC_STATUSES = {
@@ -74,6 +75,15 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         self.kwargs[self.lookup_url_kwarg] = self.kwargs[self.lookup_url_kwarg].lower()
         return super().get_object()
 
+    @extend_schema(
+        request=None,
+        responses={
+            202: TaskRetrySerializer,
+            404: TaskProblemSerializer,
+            409: TaskProblemSerializer,
+            503: TaskProblemSerializer,
+        },
+    )
     @action(detail=True, methods=["post"], permission_classes=[RetryPermission])
     def retry(self, request: Request, task_id: str | None = None) -> Response:
         """Send a finished task again with the same arguments: 202 with the new task id (whose record's

@@ -135,3 +135,12 @@ def fresh_vector_index(settings, tmp_path):  # type: ignore[no-untyped-def]
     vector_index.reset_index()
     yield settings.VECTOR_INDEX_PATH
     vector_index.reset_index()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_task_record_buffer() -> Iterator[None]:
+    """Task-record rows a test queued inside its rolled-back transaction must not land in the next test."""
+    from pipeline.records import BUFFER
+
+    BUFFER.discard_pending()
+    yield
