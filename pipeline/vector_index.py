@@ -404,20 +404,21 @@ class ArticleIndex:
     def _maybe_rebuild(self) -> None:
         if self._rebuilding or not self.needs_rebuild():
             return
-        if not self.rebuild_in_background:
-            self.rebuild()
-            return
         self._rebuilding = True
+        if self.rebuild_in_background:
+            threading.Thread(target=self._rebuild_and_save, name="vector-index-rebuild", daemon=True).start()
+        else:
+            self._rebuild_and_save()
 
-        def run() -> None:
-            try:
-                self.rebuild()
-            except Exception:  # noqa: BLE001 - the old index keeps serving; the next refresh tries again
-                logger.exception("rebuilding the vector index failed")
-            finally:
-                self._rebuilding = False
-
-        threading.Thread(target=run, name="vector-index-rebuild", daemon=True).start()
+    def _rebuild_and_save(self) -> None:
+        try:
+            self.rebuild()
+            if self.path is not None:
+                self.save()  # the next process on this machine starts from the rebuilt index
+        except Exception:  # noqa: BLE001 - the old index keeps serving; the next refresh tries again
+            logger.exception("rebuilding the vector index failed")
+        finally:
+            self._rebuilding = False
 
     # --- the cache file ---
 
@@ -476,12 +477,17 @@ def build_rows(ids: np.ndarray, vectors: np.ndarray, stamps: np.ndarray, kind: s
     return rows
 
 
-def build_from_database(*, progress: bool = False, path: Path | None = None) -> ArticleIndex:
-    """A new index of every processed article's embedding, read in chunks (with a tqdm bar if `progress`)."""
+def build_from_database(*, progress: bool = False, path: Path | None = None, kind: str | None = None) -> ArticleIndex:
+    """A new index of every processed article's embedding, read in chunks (with a tqdm bar if `progress`).
+
+    `kind` defaults to the right one for the size; EXACT builds in seconds at any size (an HNSW
+    build of 100k vectors takes about a minute), and a later refresh converts it in the background.
+    """
     ids, stamps = _fetch_stamps()
     order = np.argsort(ids)
     ids, stamps = ids[order], stamps[order]
-    rows = _Rows(new_faiss_index(kind_for_size(len(ids))), kind_for_size(len(ids)))
+    kind = kind or kind_for_size(len(ids))
+    rows = _Rows(new_faiss_index(kind), kind)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -538,7 +544,11 @@ def load(path: Path | str) -> ArticleIndex:
 
 
 def load_or_build(path: Path | str | None = None, *, progress: bool = False) -> ArticleIndex:
-    """This machine's cached index reconciled with Postgres, or a rebuild (saved) when the cache is unusable."""
+    """This machine's cached index reconciled with Postgres, or a rebuild (saved) when the cache is unusable.
+
+    A rebuild here is exact, so the process that needs an index (often a web request) gets one in
+    seconds; when the size calls for HNSW, the first search starts converting it in the background.
+    """
     path = Path(path or settings.VECTOR_INDEX_PATH)
     with _file_lock(path):  # processes starting together build once, the others then load
         try:
@@ -556,7 +566,7 @@ def load_or_build(path: Path | str | None = None, *, progress: bool = False) -> 
                     index.save(path)
                 return index
             logger.warning("vector index at %s disagrees with the database on %s rows; rebuilding", path, disagree)
-        index = build_from_database(progress=progress, path=path)
+        index = build_from_database(progress=progress, path=path, kind=EXACT)
         index.save(path)
         return index
 

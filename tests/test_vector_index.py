@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_large_index_is_approximate_with_high_recall(source, index_path, setting
     settings.VECTOR_INDEX_EXACT_MAX = 100
     vectors = unit_rows(400)
     ids = store(source, vectors)
-    index = vector_index.get_index()
+    index = vector_index.build_from_database()  # as `rebuild_index` does
     assert index.kind == APPROXIMATE and len(index) == 400
     queries = unit_rows(20, seed=3)
     results = index.search(queries, 10)
@@ -80,6 +81,21 @@ def test_large_index_is_approximate_with_high_recall(source, index_path, setting
         [len({i for i, _ in hits} & set(brute_force(vectors, ids, q, 10))) / 10 for q, hits in zip(queries, results)]
     )
     assert recall >= 0.95
+
+
+def test_cold_start_serves_at_once_and_converts_in_the_background(source, index_path, settings) -> None:
+    """A process without a cache file must not wait for an HNSW build: exact first, converted meanwhile."""
+    settings.VECTOR_INDEX_EXACT_MAX = 100
+    vectors = unit_rows(300)
+    ids = store(source, vectors)
+    index = vector_index.get_index()
+    [hits] = index.search(vectors[7], 1)
+    assert hits[0][0] == ids[7]
+    deadline = time.monotonic() + 20
+    while (index.kind != APPROXIMATE or index._rebuilding) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert index.kind == APPROXIMATE and len(index) == 300
+    assert vector_index.load(index_path).kind == APPROXIMATE  # saved for the next process
 
 
 def test_vectors_for_returns_stored_vectors_and_names_unknown_ids(source, index_path) -> None:
