@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install services stop-services run test test-fast lint bench clean
+.PHONY: install services stop-services run test test-fast lint bench chaos clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-fast: services
 
 bench: services
 	$(PY) -m benchmarks $(BENCH)
+
+# Faults injected into a private stack of its own (Postgres, Redis, supervisord); see scripts/chaos.py.
+chaos: install
+	$(PY) scripts/chaos.py $(CHAOS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -15,9 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 
-K = OpenApiParameter(
-    "k", OpenApiTypes.INT, required=False, description="how many results, 1 to 100 (default 10)"
-)
+K = OpenApiParameter("k", OpenApiTypes.INT, required=False, description="how many results, 1 to 100 (default 10)")
 QUEUED = inline_serializer(
     "TaskQueued",
     {"task_id": serializers.CharField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
@@ -78,8 +76,9 @@ class InteractionViewSchema(OpenApiViewExtension):
         from articles.recommend_views import InteractionSerializer
 
         class Described(self.target_class):  # type: ignore[name-defined,misc]
-            @extend_schema(request=InteractionSerializer, responses={200: InteractionSerializer,
-                                                                     201: InteractionSerializer})
+            @extend_schema(
+                request=InteractionSerializer, responses={200: InteractionSerializer, 201: InteractionSerializer}
+            )
             def post(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
                 return super().post(request, *args, **kwargs)
 

@@ -71,7 +71,9 @@ class WorkerRecycling(Middleware):
             return
         logger.info(
             "worker recycling: %d messages handled (limit %d); asking the main process %d to restart the workers",
-            self.handled, self.max_tasks, self.parent_pid,
+            self.handled,
+            self.max_tasks,
+            self.parent_pid,
         )
         current = threading.current_thread()
         if isinstance(current, WorkerThread):

@@ -26,7 +26,11 @@ class DeliveryLog(Middleware):
         self._log(broker, message, "start")
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         self._log(broker, message, "done", error=type(exception).__name__ if exception else None)

@@ -67,6 +67,28 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+def children_running(pid: int, text: str) -> list[int]:
+    """Children of `pid` whose command line contains `text`."""
+    found = []
+    for child in children_of(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(child)
+    return found
+
+
+def worker_process_of(supervisor_pid: int, queue: str) -> int | None:
+    """The worker process (child of Dramatiq's main process) of the program consuming `queue`."""
+    for main in children_running(supervisor_pid, f"--queues {queue}"):
+        kids = children_of(main)
+        if kids:
+            return kids[0]
+    return None
+
+
 def pg_bin(name: str) -> str:
     found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), default=None, key=_pg_version)
     if not found:
@@ -98,8 +120,13 @@ class PrivatePostgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
     def _pg_ctl(self, *args: str) -> None:
-        subprocess.run(_as_pg_user([pg_bin("pg_ctl"), "-D", str(self.data), *args]), check=True, cwd="/",
-                       stdout=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            _as_pg_user([pg_bin("pg_ctl"), "-D", str(self.data), *args]),
+            check=True,
+            cwd="/",
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
 
     def start(self) -> None:
         if os.geteuid() == 0:
@@ -107,8 +134,13 @@ class PrivatePostgres:
                 subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
             shutil.chown(self.dir, "postgres")
         if not (self.data / "PG_VERSION").exists():
-            subprocess.run(_as_pg_user([pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N"]),
-                           check=True, cwd="/", stdout=subprocess.DEVNULL, timeout=120)
+            subprocess.run(
+                _as_pg_user([pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N"]),
+                check=True,
+                cwd="/",
+                stdout=subprocess.DEVNULL,
+                timeout=120,
+            )
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
         self._pg_ctl("-l", str(self.log), "-w", "-o", options, "start")
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
@@ -142,9 +174,22 @@ class PrivateRedis:
     def start(self) -> None:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(self._answers, timeout=20, what=f"redis on port {self.port}")
 
@@ -280,8 +325,14 @@ class Stack:
         }
 
     def manage(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(**env),
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -289,11 +340,18 @@ class Stack:
     def run_django(self, code: str, timeout: float = 120, **env: str) -> Any:
         """Run `code` in a fresh Django process on this stack; it may set `result` (JSON) to return."""
         program = (
-            "import django, json, sys\ndjango.setup()\nresult = None\n" + code +
-            "\nsys.stdout.write('\\n@@RESULT@@' + json.dumps(result))\n"
+            "import django, json, sys\ndjango.setup()\nresult = None\n"
+            + code
+            + "\nsys.stdout.write('\\n@@RESULT@@' + json.dumps(result))\n"
         )
-        done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=self.env(**env),
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", program],
+            cwd=ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0 or "@@RESULT@@" not in done.stdout:
             raise RuntimeError(f"django code failed:\n{done.stdout}\n{done.stderr}")
         return json.loads(done.stdout.rsplit("@@RESULT@@", 1)[1])
@@ -323,8 +381,9 @@ class Stack:
     def spawn(self, name: str, cmd: list[str], **env: str) -> ManagedProcess:
         log = self.root / "logs" / f"{name}-{len(self.processes)}.log"
         handle = open(log, "wb")  # noqa: SIM115 - handed to the child
-        popen = subprocess.Popen(cmd, cwd=ROOT, env=self.env(**env), stdout=handle, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env(**env), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         process = ManagedProcess(name, popen, log)
         self.processes.append(process)
         return process
@@ -332,14 +391,30 @@ class Stack:
     def start_worker(self, queue: str, *, threads: int = 1, prefetch: int | None = 1, **env: str) -> ManagedProcess:
         if prefetch is not None:
             env = {"dramatiq_queue_prefetch": str(prefetch), **env}
-        return self.spawn(f"worker-{queue}", [sys.executable, "manage.py", "rundramatiq", "-Q", queue, "-p", "1",
-                                              "-t", str(threads)], **env)
+        return self.spawn(
+            f"worker-{queue}",
+            [sys.executable, "manage.py", "rundramatiq", "-Q", queue, "-p", "1", "-t", str(threads)],
+            **env,
+        )
 
     def start_web(self, port: int | None = None, **env: str) -> tuple[ManagedProcess, str]:
         port = port or free_port()
-        web = self.spawn("web", [str(Path(sys.executable).parent / "gunicorn"), "newsrec.wsgi:application",
-                                 "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-                                 "--timeout", "60"], **env)
+        web = self.spawn(
+            "web",
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "newsrec.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--timeout",
+                "60",
+            ],
+            **env,
+        )
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _http_ok(f"{base}/healthz"), timeout=60, what="web server answering /healthz")
         return web, base
@@ -359,11 +434,16 @@ class Stack:
         run_dir = self.root / "supervisor"
         run_dir.mkdir(exist_ok=True)
         conf = configparser.RawConfigParser()
-        conf["supervisord"] = {"nodaemon": "true", "logfile": str(run_dir / "supervisord.log"),
-                               "pidfile": str(run_dir / "supervisord.pid"), "childlogdir": str(run_dir)}
+        conf["supervisord"] = {
+            "nodaemon": "true",
+            "logfile": str(run_dir / "supervisord.log"),
+            "pidfile": str(run_dir / "supervisord.pid"),
+            "childlogdir": str(run_dir),
+        }
         conf["unix_http_server"] = {"file": str(run_dir / "supervisor.sock")}
         conf["rpcinterface:supervisor"] = {
-            "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"}
+            "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+        }
         conf["supervisorctl"] = {"serverurl": f"unix://{run_dir / 'supervisor.sock'}"}
         for program in programs:
             section = f"program:{program}"
@@ -371,8 +451,12 @@ class Stack:
         path = run_dir / "supervisord.conf"
         with path.open("w") as handle:
             conf.write(handle)
-        return self.spawn("supervisord", [str(Path(sys.executable).parent / "supervisord"), "-c", str(path)],
-                          PORT=env.pop("PORT", str(free_port())), **env)
+        return self.spawn(
+            "supervisord",
+            [str(Path(sys.executable).parent / "supervisord"), "-c", str(path)],
+            PORT=env.pop("PORT", str(free_port())),
+            **env,
+        )
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):
@@ -497,8 +581,15 @@ class SlowFeedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class QuietServer(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client killed mid-response (the point of these tests) is not worth a traceback.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -516,8 +607,13 @@ class SlowFeedServer:
         self.httpd.server_close()
 
 
-TOPIC_WORDS = ["the election and parliament", "shares and interest rates", "the football match",
-               "a new smartphone chip", "the film festival"]
+TOPIC_WORDS = [
+    "the election and parliament",
+    "shares and interest rates",
+    "the football match",
+    "a new smartphone chip",
+    "the film festival",
+]
 
 
 def _rss(feed: int, items: int) -> bytes:

@@ -48,8 +48,12 @@ def world(transactional_db, broker):  # type: ignore[no-untyped-def]
     feed = Feed.objects.create(url="https://example.org/rss", title="feed")
     topic = Topic.objects.create(name="politics", description="governments")
     article = Article.objects.create(feed=feed, guid="g1", title="t", topic=topic)
-    return {"feeds": feed.pk, "articles": article.pk, "topics": topic.pk,
-            "tasks": "00000000-0000-0000-0000-000000000001"}
+    return {
+        "feeds": feed.pk,
+        "articles": article.pk,
+        "topics": topic.pk,
+        "tasks": "00000000-0000-0000-0000-000000000001",
+    }
 
 
 def fill(path: str, ids: dict[str, Any]) -> str:
@@ -88,8 +92,12 @@ def test_reads_need_a_user_when_public_reads_are_off():
         "import django, json\ndjango.setup()\nfrom django.test import Client\n"
         f"print(json.dumps({{p: Client(SERVER_NAME='localhost').get(p).status_code for p in {reads!r}}}))\n"
     )
-    env = {**os.environ, "API_PUBLIC_READS": "0", "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"}
+    env = {
+        **os.environ,
+        "API_PUBLIC_READS": "0",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     statuses = json.loads(done.stdout.strip().splitlines()[-1])
@@ -141,7 +149,9 @@ def test_missing_or_mistyped_fields_are_a_400_naming_them(admin_api, world):
         missing = getattr(admin_api, method)(url, {}, format="json")
         assert missing.status_code == 400, (method, path, missing.status_code)
         assert set(required) <= set(missing.json()), (method, path, missing.json())
-        mistyped = getattr(admin_api, method)(url, {field: {"not": ["a", "value"]} for field in required}, format="json")
+        mistyped = getattr(admin_api, method)(
+            url, {field: {"not": ["a", "value"]} for field in required}, format="json"
+        )
         assert mistyped.status_code == 400 and set(mistyped.json()) & set(required), (method, path, mistyped.json())
         checked += 1
     assert checked >= 3
@@ -152,8 +162,22 @@ def test_a_body_that_is_not_json_is_a_400(admin_api, world):
     assert response.status_code == 400 and "JSON" in response.json()["detail"]
 
 
-HOSTILE = ["\x00", "-1", "0", "99999999999999999999", "1e309", "NaN", "<script>alert(1)</script>", "%", "x" * 5000,
-           "9999-12-31T23:59:59+23:59", "0001-01-01T00:00:00+01:00", "[]", "true", "\u202e"]
+HOSTILE = [
+    "\x00",
+    "-1",
+    "0",
+    "99999999999999999999",
+    "1e309",
+    "NaN",
+    "<script>alert(1)</script>",
+    "%",
+    "x" * 5000,
+    "9999-12-31T23:59:59+23:59",
+    "0001-01-01T00:00:00+01:00",
+    "[]",
+    "true",
+    "\u202e",
+]
 EXTRA_PARAMETERS = ["q", "k", "page", "since", "feed", "topic", "status", "processed", "search", "ordering"]
 
 
@@ -204,8 +228,13 @@ def test_searches_are_throttled_and_plain_reads_are_not(api, low_rates, world):
 
 
 def test_throttling_lets_writes_through_when_its_cache_is_unreachable(auth_api, low_rates, world):
-    dead = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0",
-                        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+    dead = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
     with override_settings(CACHES=dead):
         assert auth_api.post("/api/topics/", {"name": "still works"}, format="json").status_code == 201
 

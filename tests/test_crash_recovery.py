@@ -27,6 +27,7 @@ from tests.faults import (
     redelivered,
     starts,
     wait_until,
+    worker_process_of,
 )
 
 # Dramatiq's redelivery bound the issue asks for.
@@ -143,22 +144,22 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
         fresh.manage("process")
         fresh.manage("scrape")
 
-        def worker_child(name: str) -> int | None:
-            # supervisord -> dramatiq main (rundramatiq exec'd) -> worker process
-            for main in _children_with(supervisor.pid, f"--queues {name}"):
-                kids = _children(main)
-                if kids:
-                    return kids[0]
-            return None
+        def worker_child(queue: str) -> int | None:
+            # supervisord -> Dramatiq's main process (rundramatiq exec'd) -> the worker process
+            return worker_process_of(supervisor.pid, queue)
 
         scraping_child = wait_until(lambda: worker_child("scraping"), timeout=60, what="scraping worker")
         processing_child = wait_until(lambda: worker_child("processing"), timeout=60, what="processing worker")
         # All four first fetches under way (each takes 15 s), and processing in the middle of a batch.
         wait_until(lambda: sum(feeds.hits.values()) >= 4, timeout=60, what="the four feeds being fetched")
         wait_until(
-            lambda: len([d for d in starts(fresh.deliveries()) if d["pid"] == processing_child]) >= 3
-            and in_hand(fresh.deliveries(), processing_child),
-            timeout=60, interval=0.05, what="the processing worker in the middle of a batch",
+            lambda: (
+                len([d for d in starts(fresh.deliveries()) if d["pid"] == processing_child]) >= 3
+                and in_hand(fresh.deliveries(), processing_child)
+            ),
+            timeout=60,
+            interval=0.05,
+            what="the processing worker in the middle of a batch",
         )
         os.kill(processing_child, signal.SIGKILL)
         os.kill(scraping_child, signal.SIGKILL)
@@ -168,14 +169,23 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
         assert held.get("processing"), held
 
         # supervisord starts both again (Dramatiq's main process exits when its worker process dies).
-        wait_until(lambda: (worker_child("scraping") or scraping_child) != scraping_child, timeout=60,
-                   what="scraping worker restarted")
-        wait_until(lambda: (worker_child("processing") or processing_child) != processing_child, timeout=60,
-                   what="processing worker restarted")
+        wait_until(
+            lambda: (worker_child("scraping") or scraping_child) != scraping_child,
+            timeout=60,
+            what="scraping worker restarted",
+        )
+        wait_until(
+            lambda: (worker_child("processing") or processing_child) != processing_child,
+            timeout=60,
+            what="processing worker restarted",
+        )
 
         total = 120 + feeds.items
-        wait_until(lambda: fresh.article_counts().get("processed", 0) == total, timeout=REDELIVERY_DEADLINE + 60,
-                   what=f"{total} articles processed")
+        wait_until(
+            lambda: fresh.article_counts().get("processed", 0) == total,
+            timeout=REDELIVERY_DEADLINE + 60,
+            what=f"{total} articles processed",
+        )
         # Every message the killed workers held was delivered again, within the bound.
         held_ids = set().union(*held.values())
         first_again: dict[str, float] = {}
@@ -190,24 +200,6 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
         feeds.close()
 
 
-def _children(pid: int) -> list[int]:
-    from tests.faults import children_of
-
-    return children_of(pid)
-
-
-def _children_with(pid: int, text: str) -> list[int]:
-    found = []
-    for child in _children(pid):
-        try:
-            cmdline = open(f"/proc/{child}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(child)
-    return found
-
-
 # --- Redis restarted with its queues lost ---
 
 
@@ -219,14 +211,14 @@ def test_redis_restart_loses_the_queues_and_the_next_sweep_queues_everything_aga
     feeds = SlowFeedServer(feeds=1, items_per_feed=10)
     try:
         fresh.run_django(
-            "from articles.models import Feed\n"
-            f"Feed.objects.create(url={feeds.urls[0]!r}, title='due feed')\n"
+            f"from articles.models import Feed\nFeed.objects.create(url={feeds.urls[0]!r}, title='due feed')\n"
         )
         fresh.insert_pending_articles(60)
         scraping = fresh.start_worker("scraping", threads=2)  # lives through the restart
         # The sweep claims the 60 articles and queues them; no processing worker runs yet.
-        fresh.run_django("from pipeline.actors import enqueue_processing\n"
-                         "result = enqueue_processing(None, origin='command')\n")
+        fresh.run_django(
+            "from pipeline.actors import enqueue_processing\nresult = enqueue_processing(None, origin='command')\n"
+        )
         client = fresh.redis.client()
         assert client.hlen("newsrec:processing.msgs") == 2  # 60 articles in batches of 32
         # ...a while ago: a sweep leaves a claim younger than a minute alone (its message may be on its way).
@@ -244,8 +236,11 @@ def test_redis_restart_loses_the_queues_and_the_next_sweep_queues_everything_aga
         # The scheduler's start-up sweeps find the due feed and the 60 claimed but lost articles.
         fresh.start_scheduler()
         fresh.start_worker("processing")
-        wait_until(lambda: fresh.article_counts().get("processed", 0) == 70, timeout=120,
-                   what="lost articles and the due feed's articles processed")
+        wait_until(
+            lambda: fresh.article_counts().get("processed", 0) == 70,
+            timeout=120,
+            what="lost articles and the due feed's articles processed",
+        )
         assert_processed_exactly_once(fresh, 70)
         assert feeds.hits["/feed-0.xml"] == 1
         # The web server and the scraping worker reconnected by themselves.
@@ -263,8 +258,7 @@ def test_a_hung_redis_costs_the_api_a_503_not_a_hang(fresh: Stack):
     fresh.redis.freeze()  # accepts connections, never answers
     try:
         # The client's own timeout is far above the broker's 5 s read timeout: a hang would fail here.
-        response = httpx.post(f"{base}/api/process-articles/", headers={"Authorization": f"Token {token}"},
-                              timeout=60)
+        response = httpx.post(f"{base}/api/process-articles/", headers={"Authorization": f"Token {token}"}, timeout=60)
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"]
     finally:
@@ -293,7 +287,8 @@ def test_postgres_restart_workers_and_web_recover_and_failed_messages_succeed_on
     )
     wait_until(
         lambda: len({d["message_id"] for d in fresh.deliveries() if d["event"] == "done" and d["error"]}) == 3,
-        timeout=60, what="every message failing while Postgres is down",
+        timeout=60,
+        what="every message failing while Postgres is down",
     )
     down = httpx.get(f"{base}/api/articles/", timeout=30)
     assert down.status_code in (500, 503)
@@ -345,8 +340,9 @@ def test_worker_restarts_its_process_after_max_tasks_without_dropping_a_message(
     worker = fresh.start_worker("processing", WORKER_MAX_TASKS_PER_CHILD="4", PROCESSING_BATCH_SIZE="2")
     main_pid = worker.pid
     fresh.manage("process")  # one sweep message, then 10 batches of 2
-    wait_until(lambda: fresh.article_counts().get("processed", 0) == len(ids), timeout=180,
-               what="all articles processed")
+    wait_until(
+        lambda: fresh.article_counts().get("processed", 0) == len(ids), timeout=180, what="all articles processed"
+    )
     assert_processed_exactly_once(fresh, len(ids))
     deliveries = fresh.deliveries()
     per_process = Counter(d["pid"] for d in starts(deliveries))
@@ -355,3 +351,47 @@ def test_worker_restarts_its_process_after_max_tasks_without_dropping_a_message(
     # Dramatiq's main process re-executed itself in place: no supervisor was needed.
     assert worker.alive() and worker.pid == main_pid
     assert "worker recycling: 4 messages handled" in worker.output()
+
+
+# --- A poison message ---
+
+
+@pytest.mark.e2e
+def test_a_poison_message_is_retried_with_backoff_dead_lettered_shown_and_requeueable(fresh: Stack):
+    fresh.start_worker("faults")
+    message_id = fresh.run_django(
+        "from tests.fault_actors import always_fails\n"
+        # The actors' policy (3 retries), with the backoff shortened from minutes to about a second.
+        "result = always_fails.send_with_options(args=('p-1',), min_backoff=500, max_backoff=2000).message_id\n"
+    )
+    client = fresh.redis.client()
+    wait_until(lambda: client.zcard("newsrec:faults.XQ") == 1, timeout=90, what="the message dead-lettered")
+    attempts = [d for d in starts(fresh.deliveries()) if d["message_id"] == message_id]
+    assert [d["retries"] for d in attempts] == [0, 1, 2, 3]
+    gaps = [later["at"] - earlier["at"] for earlier, later in zip(attempts, attempts[1:])]
+    assert all(gap >= 0.5 for gap in gaps), gaps  # each retry waited out its backoff
+
+    # Visible with its traceback: the task record (admin and API read it).
+    status, traceback, error = wait_until(
+        lambda: (
+            (
+                rows := fresh.query(
+                    "SELECT status, traceback, error_message FROM pipeline_taskrecord WHERE message_id = %s",
+                    [message_id],
+                )
+            )
+            and rows[0][0] == "dead-lettered"
+            and rows[0]
+        ),
+        timeout=30,
+        what="the record marked dead-lettered",
+    )
+    assert "RuntimeError" in traceback and "poison message p-1" in error
+
+    # Re-queueable: the operator's command puts it back, and a worker runs it again.
+    assert f"requeued {message_id}" in fresh.manage("requeue_dead", "--queue", "faults").stdout
+    wait_until(
+        lambda: len([d for d in starts(fresh.deliveries()) if d["message_id"] == message_id]) > 4,
+        timeout=60,
+        what="the requeued message delivered again",
+    )
