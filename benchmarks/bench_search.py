@@ -466,9 +466,10 @@ def run() -> dict:
         f"({index.kind}; exact up to VECTOR_INDEX_EXACT_MAX={settings.VECTOR_INDEX_EXACT_MAX}). "
         f"Recall@10 over {RECALL_QUERIES} queries (stored articles, unseen nearby vectors and the "
         f"{len(QUERIES)} typed queries). HTTP: one gunicorn sync worker (DEBUG=0) on a free port, "
-        f"{REQUESTS} requests of each kind interleaved in random order on one keep-alive connection, after one "
-        f"warm-up request each (the first similar loads the cache file: {figures['first_similar_after_start_s']} s; "
-        f"the first search loads the model: {figures['first_search_after_start_s']} s). Similar articles fetch a "
+        f"{REQUESTS} requests of each kind interleaved in random order from one client (the sync worker closes "
+        "each connection, so every request, /healthz included, opens its own), after one warm-up request each "
+        "(the first similar request loads the cache file and the model, through the zero-shot topic model: "
+        f"{figures['first_similar_after_start_s']} s). Similar articles fetch a "
         "pool of 100 from the index and re-rank it with neighbours.find_similar and the topic model in force."
     )
     return {
