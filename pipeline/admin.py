@@ -148,7 +148,14 @@ class TaskRecordAdmin(admin.ModelAdmin):
         ),
         ("Arguments", {"fields": ["args_display", "kwargs_display"]}),
         ("Timing", {"fields": ["enqueued_at", "started_at", "finished_at", "duration_display", "worker"]}),
-        ("Outcome", {"fields": ["result_display", "error_type", "error_message", "traceback_display"]}),
+        (
+            "Outcome",
+            {
+                "fields": ["result_display", "error_type", "error_message", "traceback_display"],
+                "description": "Of the last finished attempt: while a task waits for a retry, its finish time, "
+                "error and traceback are those of the attempt that failed.",
+            },
+        ),
     ]
 
     # --- list and detail ---

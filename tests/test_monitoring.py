@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -183,3 +185,19 @@ def test_a_paused_job_skips_its_runs_until_resumed(db, broker):
     finally:
         for key in client.scan_iter("newsrec:schedule:*"):
             client.delete(key)
+
+
+def test_a_running_scheduler_says_so_for_the_schedules_page(db):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(scheduler.ALIVE_KEY)
+    assert scheduler.scheduler_alive(client) is None
+    running = scheduler.build_scheduler(startup_delay=-1)
+    thread = threading.Thread(target=running.start, daemon=True)
+    thread.start()
+    try:
+        alive = wait_until(lambda: scheduler.scheduler_alive(client), timeout=10, what="the scheduler heartbeat")
+        assert alive.endswith(f":{os.getpid()}")
+    finally:
+        running.shutdown(wait=False)
+        thread.join(10)
+        client.delete(scheduler.ALIVE_KEY)
