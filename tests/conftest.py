@@ -139,15 +139,6 @@ def fresh_vector_index(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _fresh_task_record_buffer() -> Iterator[None]:
-    """Task-record rows a test queued inside its rolled-back transaction must not land in the next test."""
-    from pipeline.records import BUFFER
-
-    BUFFER.discard_pending()
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _fresh_task_record_buffer() -> Iterator[None]:
     """Task-record rows a test queued and did not write must land neither in the next test nor, through
     the flush at exit, in the development database once the test database is gone."""
     from pipeline.records import BUFFER
