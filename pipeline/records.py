@@ -387,9 +387,9 @@ class RecordBuffer:
     def _reset(self) -> None:
         # One lock, two conditions: the writer thread waits on _work, threads waiting for their rows
         # to be written wait on _done (so a new row does not wake every waiting worker thread).
-        self._cond = threading.Lock()
-        self._work = threading.Condition(self._cond)
-        self._done = threading.Condition(self._cond)
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
         self._pending: dict[str, Row] = {}
         self._writing: set[str] = set()
         self._first_added = 0.0
@@ -421,14 +421,14 @@ class RecordBuffer:
     def discard_pending(self) -> int:
         """Forget the rows not yet written (tests: rows a test left inside its rolled-back transaction
         must not land in the next test). Returns how many."""
-        with self._cond:
+        with self._lock:
             count = len(self._pending)
             self._pending = {}
             return count
 
     def add(self, row: Row) -> None:
         now = time.monotonic()
-        with self._cond:
+        with self._lock:
             old = self._pending.get(row.message_id)
             if old is not None:
                 merge_rows(old, row)
@@ -453,7 +453,7 @@ class RecordBuffer:
 
     def wait_for(self, message_id: str) -> None:
         """Return once this message's pending rows are in Postgres (or a write failed, or a timeout)."""
-        with self._cond:
+        with self._lock:
             if message_id not in self._pending and message_id not in self._writing:
                 return
             if self._thread is None and message_id in self._pending:
@@ -480,7 +480,7 @@ class RecordBuffer:
     def flush(self) -> None:
         """Write everything pending now; in a worker process, wait for the writer thread to do it."""
         if self._thread is not None and threading.current_thread() is not self._thread:
-            with self._cond:
+            with self._lock:
                 ids = list(self._pending)
                 for row in self._pending.values():
                     row.urgent = True
@@ -488,7 +488,7 @@ class RecordBuffer:
             for message_id in ids:
                 self.wait_for(message_id)
             return
-        with self._cond:
+        with self._lock:
             batch = list(self._pending.values())
             self._pending = {}
             self._writing.update(self._ids(batch))
@@ -509,7 +509,7 @@ class RecordBuffer:
             except Exception:  # noqa: BLE001 - a bug here must not lose the rows nor strand their waiters
                 logger.exception("could not write task records; will retry")
                 ok = False
-        with self._cond:
+        with self._lock:
             self._writing.difference_update(self._ids(batch))
             self._healthy = ok
             if not ok:
@@ -527,7 +527,7 @@ class RecordBuffer:
     # --- the writer thread of worker processes ---
 
     def start_background(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
@@ -535,14 +535,14 @@ class RecordBuffer:
             self._thread.start()
 
     def stop_background(self, timeout: float = 30.0) -> None:
-        with self._cond:
+        with self._lock:
             thread = self._thread
             if thread is None:
                 return
             self._stopping = True
             self._work.notify()
         thread.join(timeout)
-        with self._cond:
+        with self._lock:
             self._thread = None
         self.flush()
 
@@ -566,7 +566,7 @@ class RecordBuffer:
         backoff = 0.0
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     while True:
                         batch, next_due = self._take_due(time.monotonic())
                         if batch:
