@@ -104,9 +104,15 @@ class Run:
         return feeds
 
     def settle(self, expected: int, *, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait for every article to be processed and for the queues to run empty (dead letters aside)."""
+        client = self.stack.redis.client()
+
         def done() -> bool:
             counts = self.stack.article_counts()
-            return counts.get("processed", 0) >= expected and not counts.get("pending")
+            if counts.get("processed", 0) < expected or counts.get("pending"):
+                return False
+            keys = [k for k in client.scan_iter("newsrec:*.msgs") if b".XQ." not in k]
+            return not any(client.hlen(k) for k in keys)
 
         try:
             wait_until(done, timeout=timeout, interval=1.0, what=f"{expected} articles processed")
@@ -223,7 +229,11 @@ def restart_postgres(run: Run) -> Outcome:
         what="a fifth of the batch processed",
     )
     web_pid = children_running(run.supervisor.pid, "gunicorn")
-    run.stack.postgres.restart("immediate")  # like a crash: every connection cut
+    run.stack.postgres.stop("immediate")  # like a crash: every connection cut, no shutdown checkpoint
+    time.sleep(2)
+    during = run.api("GET", "/api/articles/")
+    time.sleep(3)  # work in flight meanwhile fails, and is retried with the actors' backoff
+    run.stack.postgres.start()
     restarted = time.time()
     first = run.api("GET", "/api/articles/")
     run.settle(feeds.items)
@@ -231,8 +241,8 @@ def restart_postgres(run: Run) -> Outcome:
     failed = {d["message_id"] for d in run.stack.deliveries() if d["event"] == "done" and d["error"]}
     outcome.notes.insert(
         0,
-        f"{len(failed)} message(s) failed while it was down and were retried; first API read "
-        f"after: {first.status_code}; web process unchanged: "
+        f"down 5 s: {len(failed)} message(s) failed meanwhile and were retried; API read while down: "
+        f"{during.status_code}, first after: {first.status_code}; web process unchanged: "
         f"{children_running(run.supervisor.pid, 'gunicorn') == web_pid}; all processed "
         f"{time.time() - restarted:.0f} s after the restart",
     )
@@ -288,6 +298,8 @@ def poison_messages(run: Run) -> Outcome:
         timeout=60,
         what="requeued messages delivered again",
     )
+    # Still poison: after another round of retries they are dead letters again.
+    wait_until(lambda: client.zcard("newsrec:faults.XQ") == 3, timeout=120, what="3 messages dead-lettered again")
     worker.stop()
     run.settle(feeds.items)
     outcome = run.count("poison messages (3, always raise)", feeds.items, started)
