@@ -28,8 +28,17 @@ class FeedAdmin(admin.ModelAdmin):
     list_filter = ["is_active"]
     search_fields = ["url", "title"]
     readonly_fields = [
-        "site_url", "etag", "last_modified", "next_fetch_at", "last_fetched_at", "last_success_at",
-        "last_error", "last_error_at", "error_count", "disabled_reason", "created_at",
+        "site_url",
+        "etag",
+        "last_modified",
+        "next_fetch_at",
+        "last_fetched_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "error_count",
+        "disabled_reason",
+        "created_at",
     ]
     actions = ["scrape_now"]
 
@@ -54,8 +63,20 @@ class ArticleAdmin(admin.ModelAdmin):
     raw_id_fields = ["feed"]
     # Everything a feed or the pipeline wrote; people may set the topic (a label).
     readonly_fields = [
-        "feed", "guid", "url", "title", "summary", "content", "author", "published_at", "fetched_at",
-        "status", "processing_error", "processed_at", "topic_confidence", "classified_by",
+        "feed",
+        "guid",
+        "url",
+        "title",
+        "summary",
+        "content",
+        "author",
+        "published_at",
+        "fetched_at",
+        "status",
+        "processing_error",
+        "processed_at",
+        "topic_confidence",
+        "classified_by",
     ]
 
     actions = ["confirm_topics"]

@@ -10,12 +10,30 @@ class FeedSerializer(serializers.ModelSerializer):
     class Meta:
         model = Feed
         fields = [
-            "id", "url", "title", "site_url", "is_active", "disabled_reason", "fetch_interval",
-            "next_fetch_at", "last_fetched_at", "last_success_at", "last_error", "error_count", "created_at",
+            "id",
+            "url",
+            "title",
+            "site_url",
+            "is_active",
+            "disabled_reason",
+            "fetch_interval",
+            "next_fetch_at",
+            "last_fetched_at",
+            "last_success_at",
+            "last_error",
+            "error_count",
+            "created_at",
         ]
         read_only_fields = [
-            "site_url", "is_active", "disabled_reason", "next_fetch_at", "last_fetched_at",
-            "last_success_at", "last_error", "error_count", "created_at",
+            "site_url",
+            "is_active",
+            "disabled_reason",
+            "next_fetch_at",
+            "last_fetched_at",
+            "last_success_at",
+            "last_error",
+            "error_count",
+            "created_at",
         ]
 
     def validate_url(self, value: str) -> str:
@@ -35,8 +53,22 @@ class ArticleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Article
         fields = [
-            "id", "feed", "guid", "url", "title", "summary", "content", "author", "published_at", "fetched_at",
-            "status", "processing_error", "processed_at", "topic", "topic_confidence", "classified_by",
+            "id",
+            "feed",
+            "guid",
+            "url",
+            "title",
+            "summary",
+            "content",
+            "author",
+            "published_at",
+            "fetched_at",
+            "status",
+            "processing_error",
+            "processed_at",
+            "topic",
+            "topic_confidence",
+            "classified_by",
             "story_id",
         ]
         read_only_fields = fields

@@ -118,8 +118,12 @@ def auth_api(user) -> APIClient:  # type: ignore[no-untyped-def]
 def feed(db, feed_server: FeedServer) -> Feed:  # type: ignore[no-untyped-def]
     url = feed_server.serve(
         "/news.xml",
-        rss([("a-1", "Budget vote passes", "Parliament approved the budget."),
-             ("a-2", "Striker signs", "The club signed a new striker.")]),
+        rss(
+            [
+                ("a-1", "Budget vote passes", "Parliament approved the budget."),
+                ("a-2", "Striker signs", "The club signed a new striker."),
+            ]
+        ),
     )
     return Feed.objects.create(url=url, title="Test feed")
 

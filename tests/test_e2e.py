@@ -42,7 +42,10 @@ def workers(broker) -> Iterator[list[subprocess.Popen]]:
     procs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "rundramatiq", "-Q", queue, "-p", "1", "-t", threads],
-            cwd=ROOT, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         for queue, threads in (("scraping", "2"), ("processing", "1"))

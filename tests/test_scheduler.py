@@ -25,7 +25,9 @@ def client():
 
 
 def test_a_job_running_just_after_its_fire_time_belongs_to_that_slot():
-    assert slot_for(EVERY_5, datetime(2026, 11, 2, 10, 5, 0, 300_000, tzinfo=UTC)) == datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    assert slot_for(EVERY_5, datetime(2026, 11, 2, 10, 5, 0, 300_000, tzinfo=UTC)) == datetime(
+        2026, 11, 2, 10, 5, tzinfo=UTC
+    )
     # A scheduler a few seconds late still claims the same slot as a punctual one.
     assert slot_for(EVERY_5, datetime(2026, 11, 2, 10, 5, 4, tzinfo=UTC)) == datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
 

@@ -18,7 +18,9 @@ class Command(BaseCommand):
             Topic.objects.get_or_create(name=topic["name"], defaults={"description": topic["description"]})
         for feed in demo_feeds():
             add_feed(demo_feed_url(feed["file"]), title=feed["title"])
-        self.stdout.write(f"demo: {len(demo_topics())} topics, {len(demo_feeds())} feeds from {settings.DEMO_FEEDS_BASE_URL}")
+        self.stdout.write(
+            f"demo: {len(demo_topics())} topics, {len(demo_feeds())} feeds from {settings.DEMO_FEEDS_BASE_URL}"
+        )
         if settings.DEMO_MODE:
             self._demo_admin()
 

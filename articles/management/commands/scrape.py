@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--feed", type=int, help="Feed id; default: every feed that is due")
-        parser.add_argument("--sync", action="store_true", help="Run the actors here and now, then process the new articles")
+        parser.add_argument(
+            "--sync", action="store_true", help="Run the actors here and now, then process the new articles"
+        )
 
     def handle(self, *args, feed: int | None, sync: bool, **options) -> None:  # type: ignore[no-untyped-def]
         if feed is not None and not Feed.objects.filter(pk=feed).exists():
@@ -27,7 +29,9 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"queued: task {task_id}")
             return
-        feed_ids = [feed] if feed is not None else list(Feed.objects.filter(is_active=True).values_list("id", flat=True))
+        feed_ids = (
+            [feed] if feed is not None else list(Feed.objects.filter(is_active=True).values_list("id", flat=True))
+        )
         for feed_id in feed_ids:
             outcome = scrape_feed(feed_id, chain=False)
             new_ids = outcome["new_article_ids"]
