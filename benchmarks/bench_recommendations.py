@@ -17,7 +17,6 @@ Users without any history are scored separately (cold start).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -29,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.embedding_cache import cached_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 BBC_CSV = Path(os.environ.get("BBC_NEWS_CSV", ROOT.parent / "shared" / "datasets" / "bbc-news" / "bbc-news-train.csv"))
@@ -59,23 +60,6 @@ def read_bbc() -> tuple[list[str], list[str]]:
     with open(BBC_CSV, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return [article_text(None, None, row["Text"]) for row in rows], [row["Category"] for row in rows]
-
-
-def cached_embeddings(texts: list[str], name: str) -> np.ndarray:
-    """Embeddings of `texts` by the configured model, computed once and kept under var/bench-cache/."""
-    from pipeline.embedding import default_model_path, embed_texts
-
-    key = hashlib.sha256(("\n".join(texts) + "\0" + default_model_path()).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"{name}-{key}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = embed_texts(texts)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, vectors)
-    os.replace(tmp, path)
-    return vectors
 
 
 @dataclass

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.embedding_cache import cached_embeddings
+
 ROOT = Path(__file__).resolve().parent.parent
 BBC_CSV = Path(os.environ.get("BBC_NEWS_CSV", ROOT.parent / "shared" / "datasets" / "bbc-news" / "bbc-news-train.csv"))
 CACHE_DIR = ROOT / "var" / "bench-cache"
@@ -54,23 +56,6 @@ def read_demo() -> tuple[list[str], list[str]]:
             texts.append(article_text(entry.title, entry.summary, entry.content))
             feeds.append(feed["title"])
     return texts, feeds
-
-
-def cached_embeddings(texts: list[str], name: str) -> np.ndarray:
-    """Embeddings of `texts` by the configured model, computed once and kept under var/bench-cache/."""
-    from pipeline.embedding import default_model_path, embed_texts
-
-    key = hashlib.sha256(("\n".join(texts) + "\0" + default_model_path()).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"{name}-{key}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = embed_texts(texts)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, vectors)
-    os.replace(tmp, path)
-    return vectors
 
 
 SEED = 20261125

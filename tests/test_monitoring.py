@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
@@ -23,22 +22,8 @@ from pipeline.models import TaskRecord
 from pipeline.records import flush_task_records
 from pipeline.retention import purge_task_records
 from tests import record_actors
+from tests.task_records import record
 from tests.test_records import start_worker, stop_worker, wait_until
-
-
-def record(status: str = "succeeded", **fields: object) -> TaskRecord:
-    defaults = {
-        "message_id": str(uuid.uuid4()),
-        "actor_name": "scrape_feed",
-        "queue_name": "scraping",
-        "args": [7],
-        "kwargs": {},
-        "status": status,
-        "status_rank": {"enqueued": 1, "running": 2}.get(status, 3),
-        "origin": "api",
-        "enqueued_at": datetime.now(UTC),
-    }
-    return TaskRecord.objects.create(**{**defaults, **fields})
 
 
 @pytest.fixture

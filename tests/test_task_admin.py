@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,24 +14,10 @@ from django.test import Client
 
 from newsrec import scheduler
 from pipeline.models import TaskRecord
+from tests.task_records import record
 
 pytestmark = pytest.mark.django_db
 SCRIPT = "<script>alert('x')</script>"
-
-
-def record(status: str = "succeeded", **fields: object) -> TaskRecord:
-    defaults = {
-        "message_id": str(uuid.uuid4()),
-        "actor_name": "scrape_feed",
-        "queue_name": "scraping",
-        "args": [7],
-        "kwargs": {},
-        "status": status,
-        "status_rank": {"enqueued": 1, "running": 2}.get(status, 3),
-        "origin": "api",
-        "enqueued_at": datetime.now(UTC),
-    }
-    return TaskRecord.objects.create(**{**defaults, **fields})
 
 
 def client_in(group: str | None) -> Client:

@@ -8,23 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.models import TaskRecord
+from tests.task_records import record
 
 pytestmark = pytest.mark.django_db
-
-
-def record(status: str = "succeeded", **fields: object) -> TaskRecord:
-    defaults = {
-        "message_id": str(uuid.uuid4()),
-        "actor_name": "scrape_feed",
-        "queue_name": "scraping",
-        "args": [7],
-        "kwargs": {},
-        "status": status,
-        "status_rank": {"enqueued": 1, "running": 2}.get(status, 3),
-        "origin": "api",
-        "enqueued_at": datetime.now(UTC),
-    }
-    return TaskRecord.objects.create(**{**defaults, **fields})
 
 
 def ids(response) -> set[str]:  # type: ignore[no-untyped-def]
