@@ -332,7 +332,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # faiss logs each CPU-specific build it tries and fails to load at INFO: noise in every process.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "faiss.loader": {"level": "WARNING"}},
 }
 
 # --- Demo (make run) ---
