@@ -29,9 +29,11 @@ as_pg_user() {
 }
 
 # Where the private cluster lives: var/postgres, unless we are root and the postgres user cannot
-# reach var/ (a checkout inside a private 0700 directory); then a per-checkout folder in /var/tmp.
+# enter the checkout (one inside a private 0700 directory); then a per-checkout folder in /var/tmp.
+# Asked of the checkout, not of var/, so that start and stop agree whether var/ exists yet or not.
 pg_dir() {
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$VAR" 2>/dev/null; then
+  local checkout=$PWD
+  if [ "$(id -u)" = 0 ] && ! (cd / && runuser -u postgres -- test -x "$checkout") 2>/dev/null; then
     echo "/var/tmp/newsrec-postgres-$(echo "$PWD" | md5sum | cut -c1-8)"
   else
     echo "$VAR/postgres"
