@@ -27,19 +27,8 @@ class FeedAdmin(admin.ModelAdmin):
     list_display = ["__str__", "url", "is_active", "last_success_at", "error_count", "last_error", "disabled_reason"]
     list_filter = ["is_active"]
     search_fields = ["url", "title"]
-    readonly_fields = [
-        "site_url",
-        "etag",
-        "last_modified",
-        "next_fetch_at",
-        "last_fetched_at",
-        "last_success_at",
-        "last_error",
-        "last_error_at",
-        "error_count",
-        "disabled_reason",
-        "created_at",
-    ]
+    # What polls write, except what an operator may set: the URL, the title, and is_active (re-enable).
+    readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + ["created_at"]
     actions = ["scrape_now"]
 
     @admin.action(description="Scrape the selected feeds now")

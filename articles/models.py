@@ -23,6 +23,24 @@ class Topic(models.Model):
 
 
 class Feed(models.Model):
+    # Fields a poll writes (record_success / record_failure). The scraper saves only these, leaving an
+    # operator's concurrent edits alone; the admin shows those the operator may not edit as read-only.
+    FETCH_STATE_FIELDS = [
+        "url",
+        "title",
+        "site_url",
+        "etag",
+        "last_modified",
+        "next_fetch_at",
+        "last_fetched_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "error_count",
+        "is_active",
+        "disabled_reason",
+    ]
+
     url = models.URLField(max_length=2000, unique=True)
     title = models.CharField(max_length=500, blank=True)
     site_url = models.URLField(max_length=2000, blank=True)

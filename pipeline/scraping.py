@@ -13,23 +13,6 @@ from articles.services import upsert_entries
 from pipeline.fetching import FetchError, fetch_feed
 from pipeline.parsing import ParseError, parse_feed
 
-# Fields a scrape writes; saving only these leaves an operator's concurrent edits (title, interval) alone.
-FETCH_STATE_FIELDS = [
-    "url",
-    "title",
-    "site_url",
-    "etag",
-    "last_modified",
-    "next_fetch_at",
-    "last_fetched_at",
-    "last_success_at",
-    "last_error",
-    "last_error_at",
-    "error_count",
-    "is_active",
-    "disabled_reason",
-]
-
 
 @dataclass
 class ScrapeOutcome:
@@ -64,20 +47,20 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
         )
     except FetchError as error:
         feed.record_failure(error.reason, now=now, retry_after=error.retry_after, permanent=error.permanent)
-        feed.save(update_fields=FETCH_STATE_FIELDS)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "error", error=error.reason)
 
     new_url = _movable_url(feed, fetched.permanent_url)
     if fetched.status == 304:
         feed.record_success(now=now, etag=fetched.etag, last_modified=fetched.last_modified, new_url=new_url)
-        feed.save(update_fields=FETCH_STATE_FIELDS)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "not_modified")
 
     try:
         parsed = parse_feed(fetched.content, base_url=fetched.url, content_type=fetched.content_type)
     except ParseError as error:
         feed.record_failure(str(error), now=now)
-        feed.save(update_fields=FETCH_STATE_FIELDS)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "error", error=str(error))
 
     with transaction.atomic():
@@ -93,7 +76,7 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
         if parsed.warning:
             # Entries were kept; the complaint stays visible without counting as a failure.
             feed.last_error = f"parsed with errors: {parsed.warning}"[:2000]
-        feed.save(update_fields=FETCH_STATE_FIELDS)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
     return ScrapeOutcome(feed_id, "ok", entries=len(parsed.entries), new_article_ids=new_ids)
 
 

@@ -147,6 +147,20 @@ class Run:
 # --- The faults ---
 
 
+def _kill_worker_and_count(run: Run, feeds, child: int, queue: str, name: str, started: float) -> Outcome:  # type: ignore[no-untyped-def]
+    """SIGKILL a worker process with messages in hand, let the stack recover, and count the batch."""
+    os.kill(child, signal.SIGKILL)
+    killed = time.time()
+    held = held_by_workers(run.stack.redis.client()).get(queue, set())
+    run.settle(feeds.items)
+    outcome = run.count(name, feeds.items, started)
+    outcome.notes.insert(
+        0, f"{len(held)} message(s) in hand at the kill, back after {_redelivery_delay(run, held, killed)}"
+    )
+    feeds.close()
+    return outcome
+
+
 def kill_processing_worker(run: Run) -> Outcome:
     started = time.monotonic()
     feeds = run.start_batch()
@@ -160,16 +174,7 @@ def kill_processing_worker(run: Run) -> Outcome:
         interval=0.05,
         what="processing worker in the middle of a batch",
     )
-    os.kill(child, signal.SIGKILL)
-    killed = time.time()
-    held = held_by_workers(run.stack.redis.client()).get("processing", set())
-    run.settle(feeds.items)
-    outcome = run.count("SIGKILL processing worker mid-batch", feeds.items, started)
-    outcome.notes.insert(
-        0, f"{len(held)} message(s) in hand at the kill, back after {_redelivery_delay(run, held, killed)}"
-    )
-    feeds.close()
-    return outcome
+    return _kill_worker_and_count(run, feeds, child, "processing", "SIGKILL processing worker mid-batch", started)
 
 
 def kill_scraping_worker(run: Run) -> Outcome:
@@ -179,16 +184,7 @@ def kill_scraping_worker(run: Run) -> Outcome:
     # As many fetches under way as the worker has threads (-t 4 in supervisord.conf).
     in_flight = min(run.feeds_per_batch, 4)
     wait_until(lambda: sum(feeds.hits.values()) >= in_flight, timeout=120, what=f"{in_flight} feeds being fetched")
-    os.kill(child, signal.SIGKILL)
-    killed = time.time()
-    held = held_by_workers(run.stack.redis.client()).get("scraping", set())
-    run.settle(feeds.items)
-    outcome = run.count("SIGKILL scraping worker mid-fetch", feeds.items, started)
-    outcome.notes.insert(
-        0, f"{len(held)} message(s) in hand at the kill, back after {_redelivery_delay(run, held, killed)}"
-    )
-    feeds.close()
-    return outcome
+    return _kill_worker_and_count(run, feeds, child, "scraping", "SIGKILL scraping worker mid-fetch", started)
 
 
 def restart_redis(run: Run) -> Outcome:
