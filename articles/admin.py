@@ -10,10 +10,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from articles.models import Article, Feed, Topic
-from articles.services import label_article
-from pipeline.actors import scrape_feed
-from pipeline.enqueue import send_on_commit
-from pipeline.errors import QueueUnavailable, queue_errors_as_unavailable
+from pipeline.actors import request_retraining, scrape_feed
+from pipeline.taskqueue.enqueue import send_on_commit
+from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
+from pipeline.taskqueue.names import Origin
+from pipeline.understanding.labelling import label_article
 
 
 @admin.register(Topic)
@@ -35,7 +36,7 @@ class FeedAdmin(admin.ModelAdmin):
     def scrape_now(self, request: HttpRequest, queryset: QuerySet[Feed]) -> None:
         try:
             with queue_errors_as_unavailable():
-                task_ids = [send_on_commit(scrape_feed, feed.pk, origin="admin") for feed in queryset]
+                task_ids = [send_on_commit(scrape_feed, feed.pk, origin=Origin.ADMIN) for feed in queryset]
         except QueueUnavailable as error:
             self.message_user(request, str(error), messages.ERROR)
             return
@@ -71,13 +72,14 @@ class ArticleAdmin(admin.ModelAdmin):
     actions = ["confirm_topics"]
 
     def save_model(self, request: HttpRequest, obj: Article, form: Any, change: bool) -> None:
-        # Only the topic is editable, so saving states the topic: a label (services.label_article),
+        # Only the topic is editable, so saving states the topic: a label (pipeline.understanding.labelling),
         # also when it confirms a classifier's topic. Written as a targeted update so the
         # pipeline's concurrent writes to the row are not overwritten.
         if not change:
             super().save_model(request, obj, form, change)
         elif "topic" in form.changed_data or (obj.topic_id and obj.classified_by != Article.ClassifiedBy.HUMAN):
             label_article(obj, obj.topic)
+            request_retraining()
 
     @admin.action(description="Confirm the selected articles' topics as labels")
     def confirm_topics(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
@@ -86,4 +88,6 @@ class ArticleAdmin(admin.ModelAdmin):
         for article in labelled_by_classifier.select_related("topic"):
             label_article(article, article.topic)
             confirmed += 1
+        if confirmed:
+            request_retraining()
         self.message_user(request, f"Confirmed {confirmed} topic(s) as labels.", messages.SUCCESS)

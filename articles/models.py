@@ -211,7 +211,7 @@ class TopicClassifier(models.Model):
     The newest active row is the one processing uses; without one, topics are zero-shot.
     """
 
-    params = models.JSONField(help_text="pipeline.classification.LinearTopicModel.to_dict()")
+    params = models.JSONField(help_text="pipeline.understanding.classification.LinearTopicModel.to_dict()")
     label_counts = models.JSONField(default=dict, help_text="labelled articles per topic at training time")
     # sha256 of the (article, topic) labels trained on: retraining on the same labels is skipped.
     labels_digest = models.CharField(max_length=64, blank=True, editable=False)

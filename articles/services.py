@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from articles.models import Article, Feed, Interaction, Topic
-
-if TYPE_CHECKING:
-    from pipeline.parsing import ParsedEntry
+from articles.models import Article, Feed, Interaction
 
 # Articles handed to the processing queue are not handed again by the sweep for this long, so a
 # backlog is not enqueued twice; after it, the sweep assumes the message was lost and re-sends.
@@ -39,39 +35,6 @@ def add_feed(url: str, *, title: str = "") -> tuple[Feed, bool]:
     url = normalise_feed_url(url)
     feed, created = Feed.objects.get_or_create(url=url, defaults={"title": title[:500]})
     return feed, created
-
-
-_INSERT_ENTRIES = """
-INSERT INTO articles_article (
-    feed_id, guid, url, title, summary, content, author, published_at, fetched_at,
-    status, processing_error, classified_by
-)
-SELECT %s, e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at, %s, 'pending', '', ''
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
-    AS e(guid, url, title, summary, content, author, published_at)
-ON CONFLICT (feed_id, guid) DO NOTHING
-RETURNING id
-"""
-
-
-def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime | None = None) -> list[int]:
-    """Store entries not seen before in this feed; returns the ids of the new articles.
-
-    One INSERT … ON CONFLICT DO NOTHING: a feed served twice, or a scrape message delivered twice,
-    stores nothing twice, even when two scrapes of the same feed race.
-    """
-    if not entries:
-        return []
-    now = now or timezone.now()
-    columns: list[list[object]] = [[], [], [], [], [], [], []]
-    for e in entries:
-        for column, value in zip(
-            columns, (e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at), strict=True
-        ):
-            column.append(value)
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_ENTRIES, [feed.pk, now, *columns])
-        return sorted(row[0] for row in cursor.fetchall())
 
 
 def claim_due_feeds(*, now: datetime | None = None, slack: timedelta = timedelta(seconds=60)) -> list[int]:
@@ -103,7 +66,7 @@ def claim_pending_articles(
 
     With `article_ids`, claims those (a scrape's new articles); without, sweeps for pending articles
     never handed over, or handed over but lost. `in_queue` (the ids the broker's messages still name,
-    see pipeline.queued_work) says which were lost: any claimed more than PROCESSING_ENQUEUE_GRACE ago
+    see pipeline.taskqueue.queued_work) says which were lost: any claimed more than PROCESSING_ENQUEUE_GRACE ago
     and not in it — so a Redis that lost its queues costs one sweep period, not the claim TTL. When the
     broker cannot tell (None), a claim older than PROCESSING_CLAIM_TTL is presumed lost.
     """
@@ -121,32 +84,6 @@ def claim_pending_articles(
         ids = list(pending.select_for_update(skip_locked=True).order_by("id").values_list("id", flat=True)[:limit])
         Article.objects.filter(pk__in=ids).update(queued_at=now)
     return ids
-
-
-def label_article(article: Article, topic: Topic | None) -> Article:
-    """Record a person's topic for the article (confidence 1.0, classified_by human) and queue retraining.
-
-    No classifier overwrites a human label. `None` withdraws the label: the article takes the topic
-    the model in force gives its stored embedding (no model pass), or none while it has no embedding.
-    """
-    from pipeline.embedding import vector_from_bytes
-    from pipeline.topic_models import topic_model_in_force
-    from pipeline.training import request_retraining
-
-    with transaction.atomic():
-        article = Article.objects.select_for_update().get(pk=article.pk)
-        if topic is not None:
-            article.topic, article.topic_confidence, article.classified_by = topic, 1.0, Article.ClassifiedBy.HUMAN
-        else:
-            in_force = topic_model_in_force()
-            article.topic, article.topic_confidence, article.classified_by = None, None, ""
-            if article.embedding is not None and in_force.model is not None:
-                predicted, confidence = in_force.model.predict(vector_from_bytes(article.embedding))
-                article.topic_id, article.topic_confidence = int(predicted[0]), float(confidence[0])
-                article.classified_by = in_force.classified_by
-        article.save(update_fields=["topic", "topic_confidence", "classified_by"])
-        request_retraining()
-    return article
 
 
 # Liking and dismissing contradict each other: recording one withdraws the other.

@@ -62,7 +62,7 @@ def _reset(ids: list[int]) -> None:
 def _pipeline_batch_seconds(batch: list[int]) -> float:
     """One batch from pending to indexed: the actor function, then this process's index holds every row."""
     from pipeline.actors import process_articles
-    from pipeline.vector_index import get_index
+    from pipeline.search.vector_index import get_index
 
     started = time.perf_counter()
     process_articles(batch)
@@ -77,7 +77,7 @@ def _pipeline_batch_seconds(batch: list[int]) -> float:
 
 def _encode_seconds(texts: list[str]) -> float:
     """The raw model: `SentenceTransformer.encode`, batch size 32, as embed_texts calls it."""
-    from pipeline.embedding import get_model
+    from pipeline.understanding.embedding import get_model
 
     model = get_model()
     started = time.perf_counter()
@@ -89,9 +89,9 @@ def run() -> dict:
     from django.conf import settings
 
     from articles.models import Article
-    from pipeline import vector_index
-    from pipeline.embedding import article_text, get_model
-    from pipeline.topic_models import active_topic_model
+    from pipeline.search import vector_index
+    from pipeline.understanding.embedding import article_text, get_model
+    from pipeline.understanding.topic_models import active_topic_model
 
     texts, _ = read_bbc()
     rng = np.random.default_rng(7)

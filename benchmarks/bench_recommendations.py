@@ -54,7 +54,7 @@ USER_PREFIX = "bench-reco-"
 
 def read_bbc() -> tuple[list[str], list[str]]:
     """(texts as the ingestion path embeds them, categories)."""
-    from pipeline.embedding import article_text
+    from pipeline.understanding.embedding import article_text
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(BBC_CSV, newline="", encoding="utf-8") as handle:
@@ -152,8 +152,8 @@ def load_world(vectors: np.ndarray, texts: list[str], published: list) -> list[i
     from django.db import connection
 
     from articles.models import Article, Feed, Topic
-    from pipeline.embedding import vector_to_bytes
-    from pipeline.topic_models import active_topic_model
+    from pipeline.understanding.embedding import vector_to_bytes
+    from pipeline.understanding.topic_models import active_topic_model
 
     with connection.cursor() as cursor:
         # The bench database is the benchmarks' own; each bench loads the world it measures.
@@ -194,7 +194,7 @@ def run() -> dict:
     from rest_framework.test import APIClient
 
     from articles.models import Interaction
-    from pipeline import vector_index
+    from pipeline.search import vector_index
 
     started = time.monotonic()
     texts, categories = read_bbc()

@@ -1,6 +1,6 @@
 """What worker recycling (WORKER_MAX_TASKS_PER_CHILD) costs: the same batch of articles processed by a
 real processing worker with recycling off (the reference) and with a restart every 5 messages, on a
-private Postgres and Redis (tests/faults.py). Reports the time per restart, the throughput ratio, the
+private Postgres and Redis (tests/support/faults.py). Reports the time per restart, the throughput ratio, the
 overhead projected for the default of 50, and the worker process's resident memory."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _process_batch(stack, max_tasks: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    from tests.faults import starts, wait_until
+    from tests.support.faults import starts, wait_until
 
     stack.reset()
     stack.insert_pending_articles(ARTICLES)
@@ -59,7 +59,7 @@ def _process_batch(stack, max_tasks: int) -> dict[str, float]:  # type: ignore[n
 
 
 def run() -> dict:
-    from tests.faults import Stack
+    from tests.support.faults import Stack
 
     with Stack.running() as stack:
         stack.load_topics()

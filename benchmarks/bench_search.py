@@ -34,7 +34,7 @@ CACHE_DIR = ROOT / "var" / "bench-cache"
 
 def read_bbc() -> tuple[list[str], list[str]]:
     """(texts, categories) of the BBC set, as the ingestion path would embed them."""
-    from pipeline.embedding import article_text
+    from pipeline.understanding.embedding import article_text
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(BBC_CSV, newline="", encoding="utf-8") as handle:
@@ -44,8 +44,8 @@ def read_bbc() -> tuple[list[str], list[str]]:
 
 def read_demo() -> tuple[list[str], list[str]]:
     """(texts, feed titles) of the demo feeds' entries."""
-    from pipeline.embedding import article_text
-    from pipeline.parsing import parse_feed
+    from pipeline.feeds.parsing import parse_feed
+    from pipeline.understanding.embedding import article_text
 
     texts: list[str] = []
     feeds: list[str] = []
@@ -170,8 +170,8 @@ def fill_database(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     from django.utils import timezone
 
     from articles.models import Article, Feed, Topic
-    from pipeline.classification import classify_zero_shot, embed_topics
-    from pipeline.embedding import vector_to_bytes
+    from pipeline.understanding.classification import classify_zero_shot, embed_topics
+    from pipeline.understanding.embedding import vector_to_bytes
 
     bbc_texts, categories = read_bbc()
     demo_texts, demo_feeds = read_demo()
@@ -243,8 +243,8 @@ def measure_in_process(ids: np.ndarray, vectors: np.ndarray, rng: np.random.Gene
     """Recall@10 of the index the code chose against exact search, and single-query times of both."""
     import faiss
 
-    from pipeline.embedding import embed_texts
-    from pipeline.vector_index import get_index
+    from pipeline.search.vector_index import get_index
+    from pipeline.understanding.embedding import embed_texts
 
     index = get_index()
     exact = faiss.IndexFlatIP(vectors.shape[1])
@@ -379,7 +379,7 @@ def measure_http(ids: np.ndarray, index_path: Path, rng: np.random.Generator) ->
 
 def measure_query_embedding() -> float:
     """Median time to embed one short query in this process: the floor under search's latency."""
-    from pipeline.embedding import embed_texts
+    from pipeline.understanding.embedding import embed_texts
 
     times = []
     for q in QUERIES * 3:
@@ -392,7 +392,7 @@ def measure_query_embedding() -> float:
 def run() -> dict:
     from django.conf import settings
 
-    from pipeline import vector_index
+    from pipeline.search import vector_index
 
     rng = np.random.default_rng(SEED)
     started = time.perf_counter()

@@ -117,8 +117,8 @@ def _round(bare_namespace: str) -> dict[str, float]:
     from dramatiq.brokers.redis import RedisBroker
 
     from benchmarks.task_workers import QUEUE, noop, noop_actor
-    from pipeline.models import TaskRecord
-    from pipeline.records import flush_task_records
+    from pipeline.taskqueue.buffer import flush_task_records
+    from pipeline.taskqueue.models import TaskRecord
 
     bare_broker = RedisBroker(url=settings.REDIS_URL, namespace=bare_namespace)
     bare_actor = dramatiq.actor(noop, actor_name="noop", queue_name=QUEUE, max_retries=0, broker=bare_broker)

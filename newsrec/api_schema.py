@@ -15,7 +15,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 
-K = OpenApiParameter("k", OpenApiTypes.INT, required=False, description="how many results, 1 to 100 (default 10)")
+from articles.api.recommendations import InteractionSerializer
+from pipeline.search.limits import DEFAULT_K, MAX_K
+
+K = OpenApiParameter(
+    "k", OpenApiTypes.INT, required=False, description=f"how many results, 1 to {MAX_K} (default {DEFAULT_K})"
+)
 QUEUED = inline_serializer(
     "TaskQueued",
     {"task_id": serializers.CharField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
@@ -28,7 +33,7 @@ RANKED = inline_serializer(
 
 
 class SearchViewSchema(OpenApiViewExtension):
-    target_class = "articles.similarity_views.SearchView"
+    target_class = "articles.api.similarity.SearchView"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
         class Described(self.target_class):  # type: ignore[name-defined,misc]
@@ -46,7 +51,7 @@ class SearchViewSchema(OpenApiViewExtension):
 
 
 class SimilarArticlesViewSchema(OpenApiViewExtension):
-    target_class = "articles.similarity_views.SimilarArticlesView"
+    target_class = "articles.api.similarity.SimilarArticlesView"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
         class Described(self.target_class):  # type: ignore[name-defined,misc]
@@ -58,7 +63,7 @@ class SimilarArticlesViewSchema(OpenApiViewExtension):
 
 
 class RecommendationsViewSchema(OpenApiViewExtension):
-    target_class = "articles.recommend_views.RecommendationsView"
+    target_class = "articles.api.recommendations.RecommendationsView"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
         class Described(self.target_class):  # type: ignore[name-defined,misc]
@@ -70,11 +75,9 @@ class RecommendationsViewSchema(OpenApiViewExtension):
 
 
 class InteractionViewSchema(OpenApiViewExtension):
-    target_class = "articles.recommend_views.InteractionView"
+    target_class = "articles.api.recommendations.InteractionView"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
-        from articles.recommend_views import InteractionSerializer
-
         class Described(self.target_class):  # type: ignore[name-defined,misc]
             @extend_schema(
                 request=InteractionSerializer, responses={200: InteractionSerializer, 201: InteractionSerializer}
@@ -86,7 +89,7 @@ class InteractionViewSchema(OpenApiViewExtension):
 
 
 class ProcessArticlesViewSchema(OpenApiViewExtension):
-    target_class = "articles.views.ProcessArticlesView"
+    target_class = "articles.api.views.ProcessArticlesView"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
         class Described(self.target_class):  # type: ignore[name-defined,misc]
@@ -98,7 +101,7 @@ class ProcessArticlesViewSchema(OpenApiViewExtension):
 
 
 class FeedViewSetSchema(OpenApiViewExtension):
-    target_class = "articles.views.FeedViewSet"
+    target_class = "articles.api.views.FeedViewSet"
 
     def view_replacement(self):  # type: ignore[no-untyped-def]
         class Described(self.target_class):  # type: ignore[name-defined,misc]

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django_dramatiq",
     "articles",
     "pipeline",
+    "newsrec",  # the project itself: only for its management command, runscheduler
 ]
 
 MIDDLEWARE = [
@@ -89,7 +90,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Task records of messages a request queued are written before its response leaves.
-    "pipeline.records.flush_task_records_middleware",
+    "pipeline.taskqueue.buffer.flush_task_records_middleware",
 ]
 
 ROOT_URLCONF = "newsrec.urls"
@@ -119,6 +120,9 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://localhost:6379/0")
+# Every Redis key newsrec, Dramatiq and the cache write starts with this (pipeline/taskqueue/redis_keys.py),
+# so several newsrec installations (or a test run) can share one Redis.
+REDIS_NAMESPACE = env_str("DRAMATIQ_NAMESPACE", "newsrec")
 if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis:// URL")
 
@@ -201,7 +205,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "newsrec"),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", REDIS_NAMESPACE + ":cache"),
         # Short: a throttle check that cannot reach Redis lets the request through after this.
         "OPTIONS": {
             "socket_connect_timeout": 1,
@@ -242,7 +246,7 @@ DRAMATIQ_BROKER = {
     "BROKER": "dramatiq.brokers.redis.RedisBroker",
     "OPTIONS": {
         "url": BROKER_REDIS_URL,
-        "namespace": env_str("DRAMATIQ_NAMESPACE", "newsrec"),
+        "namespace": REDIS_NAMESPACE,
         "heartbeat_timeout": DRAMATIQ_HEARTBEAT_TIMEOUT_MS,
         "maintenance_chance": DRAMATIQ_MAINTENANCE_CHANCE,
     },
@@ -254,10 +258,10 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Pipelines",
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
-        "pipeline.records.TaskRecordMiddleware",
-        "pipeline.heartbeats.WorkerHeartbeatMiddleware",
+        "pipeline.taskqueue.middleware.TaskRecordMiddleware",
+        "pipeline.taskqueue.heartbeats.WorkerHeartbeatMiddleware",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "pipeline.worker_recycling.WorkerRecycling",
+        "pipeline.taskqueue.recycling.WorkerRecycling",
     ],
 }
 # Memory: a worker restarts its processes after this many messages from these queues (Celery's
@@ -266,12 +270,12 @@ WORKER_MAX_TASKS_PER_CHILD = env_int("WORKER_MAX_TASKS_PER_CHILD", 50)
 WORKER_RECYCLE_QUEUES = env_list("WORKER_RECYCLE_QUEUES", ["processing"])
 DRAMATIQ_RESULT_BACKEND = {
     "BACKEND": "dramatiq.results.backends.redis.RedisBackend",
-    "BACKEND_OPTIONS": {"url": BROKER_REDIS_URL, "namespace": env_str("DRAMATIQ_NAMESPACE", "newsrec") + "-results"},
+    "BACKEND_OPTIONS": {"url": BROKER_REDIS_URL, "namespace": REDIS_NAMESPACE + "-results"},
     "MIDDLEWARE_OPTIONS": {"result_ttl": 60 * 60 * 1000},  # short-lived: durable history is TaskRecord
 }
 DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"  # never pickle
 
-# --- Task records (pipeline.records): written in batches off the hot path ---
+# --- Task records (pipeline.taskqueue: middleware, buffer, upsert): written in batches off the hot path ---
 # A batch is written when this many rows are pending or the oldest is this old (a worker writes a
 # finished task's row at once and acknowledges the message only after it is in Postgres).
 TASK_RECORD_FLUSH_INTERVAL_MS = env_int("TASK_RECORD_FLUSH_INTERVAL_MS", 150)
@@ -319,7 +323,7 @@ SCHEDULE = {
         "cron": env_str("RETRAIN_TOPIC_CLASSIFIER_CRON", "7 * * * *"),
         "actor": "retrain_topic_classifier",
     },
-    # Each worker machine writes its own cache of the vector index (see pipeline/vector_index.py).
+    # Each worker machine writes its own cache of the vector index (see pipeline/search/vector_index.py).
     "save-vector-index": {
         "cron": env_str("SAVE_VECTOR_INDEX_CRON", "*/15 * * * *"),
         "actor": "save_index",
@@ -353,7 +357,7 @@ TOPIC_MIN_LABELS = env_int("TOPIC_MIN_LABELS", 8)
 # A label waits this long before training starts, so a burst of labelling trains once.
 RETRAIN_DELAY_SECONDS = env_int("RETRAIN_DELAY_SECONDS", 30)
 
-# --- Vector index (pipeline/vector_index.py): derived from Postgres, cached per machine on local disk ---
+# --- Vector index (pipeline/search/vector_index.py): derived from Postgres, cached per machine on local disk ---
 VECTOR_INDEX_PATH = Path(env_str("VECTOR_INDEX_PATH", str(BASE_DIR / "var" / "vector-index" / "articles.npz")))
 # Exact search up to this many vectors, HNSW above (see benchmarks/bench_search.py for the trade-off).
 VECTOR_INDEX_EXACT_MAX = env_int("VECTOR_INDEX_EXACT_MAX", 20_000)

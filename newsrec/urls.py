@@ -8,12 +8,12 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the schema
+from articles.api.recommendations import InteractionView, RecommendationsView
+from articles.api.similarity import SearchView, SimilarArticlesView
+from articles.api.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from articles.demo_feeds import serve_demo_feed
-from articles.recommend_views import InteractionView, RecommendationsView
-from articles.similarity_views import SearchView, SimilarArticlesView
-from articles.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
-from pipeline.metrics import metrics_view
-from pipeline.views import TaskViewSet
+from pipeline.taskqueue.api import TaskViewSet
+from pipeline.taskqueue.metrics import metrics_view
 
 router = DefaultRouter()
 router.register("feeds", FeedViewSet)
@@ -40,5 +40,5 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),
-    path("metrics", metrics_view, name="metrics"),  # Prometheus (pipeline/metrics.py)
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (pipeline/taskqueue/metrics.py)
 ]

@@ -1,4 +1,7 @@
-"""Dramatiq actors: thin, idempotent wrappers that take ids and call the plain pipeline functions.
+"""Every Dramatiq actor, and how each is sent: the one place to read the whole job list.
+
+Actors are thin, idempotent wrappers that take ids and call the plain functions of pipeline.feeds,
+pipeline.understanding and pipeline.search.
 
 Every actor states its own limits (Dramatiq's defaults — 20 retries over days, 10 minute time limit —
 are wrong for this work): 3 retries starting at a 60 s backoff, a time limit, and an age past which
@@ -13,13 +16,19 @@ import dramatiq
 from django.conf import settings
 
 from articles.services import claim_due_feeds, claim_pending_articles
-from pipeline import processing, scraping, stories, training, vector_index
-from pipeline.enqueue import send_on_commit
-from pipeline.queued_work import article_ids_in_queue
-from pipeline.retention import purge_task_records as delete_old_task_records
+from pipeline.feeds import scraping
+from pipeline.search import stories, vector_index
+from pipeline.taskqueue.enqueue import clear_coalescing_flag, send_coalesced_on_commit, send_on_commit
+from pipeline.taskqueue.names import Origin
+from pipeline.taskqueue.queued_work import article_ids_in_queue
+from pipeline.taskqueue.retention import purge_task_records as delete_old_task_records
+from pipeline.understanding import processing, training
 
+# The two queues (and their worker pools, scripts/supervisord.conf): I/O-bound fetching, and CPU- and
+# memory-bound model work with one message per worker at a time.
 SCRAPING = "scraping"
 PROCESSING = "processing"
+RETRAIN_FLAG = "retrain-topic-classifier"
 
 MINUTE = 60_000  # Dramatiq counts milliseconds
 RETRY_POLICY = {"max_retries": 3, "min_backoff": MINUTE, "max_backoff": 10 * MINUTE}
@@ -37,7 +46,9 @@ def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> lis
     in_queue = (
         None
         if article_ids is not None
-        else article_ids_in_queue(process_articles.broker, queue_name=PROCESSING, actor_name="process_articles")
+        else article_ids_in_queue(
+            process_articles.broker, queue_name=PROCESSING, actor_name=process_articles.actor_name
+        )
     )
     claimed = claim_pending_articles(article_ids, in_queue=in_queue)
     return [
@@ -57,7 +68,7 @@ def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> lis
 def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
     """Scrape one feed; new articles go straight on to processing (the chain), whose task ids are returned."""
     outcome = scraping.scrape_feed(int(feed_id))
-    follow_ups = enqueue_processing(outcome.new_article_ids, origin="pipeline") if chain else []
+    follow_ups = enqueue_processing(outcome.new_article_ids, origin=Origin.PIPELINE) if chain else []
     return {**outcome.as_dict(), "follow_up_task_ids": follow_ups}
 
 
@@ -72,7 +83,7 @@ def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
 def scrape_due_feeds() -> dict[str, object]:
     """Sweep: queue a scrape of every active feed whose next poll is due."""
     feed_ids = claim_due_feeds()
-    task_ids = [send_on_commit(scrape_feed, feed_id, origin="pipeline") for feed_id in feed_ids]
+    task_ids = [send_on_commit(scrape_feed, feed_id, origin=Origin.PIPELINE) for feed_id in feed_ids]
     return {"feeds": feed_ids, "follow_up_task_ids": task_ids}
 
 
@@ -102,7 +113,7 @@ def process_articles(article_ids: list[int]) -> dict[str, object]:
 )
 def process_pending_articles() -> dict[str, object]:
     """Sweep: queue every pending article not already queued (or queued so long ago it was lost)."""
-    task_ids = enqueue_processing(None, origin="pipeline")
+    task_ids = enqueue_processing(None, origin=Origin.PIPELINE)
     return {"batches": len(task_ids), "follow_up_task_ids": task_ids}
 
 
@@ -130,7 +141,7 @@ def save_index() -> dict[str, object]:
 def retrain_topic_classifier() -> dict[str, object]:
     """Train the supervised topic model on people's labels (skipped when they have not changed)."""
     # Cleared before the labels are read: a label stored from now on queues the next training.
-    training.clear_retraining_request(retrain_topic_classifier.broker)
+    clear_coalescing_flag(retrain_topic_classifier.broker, RETRAIN_FLAG)
     return training.retrain_topic_classifier().as_dict()
 
 
@@ -138,3 +149,19 @@ def retrain_topic_classifier() -> dict[str, object]:
 def purge_task_records() -> dict[str, object]:
     """Delete task records older than TASK_RECORD_RETENTION_DAYS, in short batches."""
     return {"deleted": delete_old_task_records()}
+
+
+def request_retraining() -> None:
+    """After the current transaction commits, queue one retraining unless one is already waiting.
+
+    Labels come in bursts (someone labelling a page of articles), so the first label of a burst queues a
+    training delayed by RETRAIN_DELAY_SECONDS and the rest are coalesced into it; a label stored while
+    it runs queues the next one.
+    """
+    send_coalesced_on_commit(
+        retrain_topic_classifier, flag=RETRAIN_FLAG, delay_seconds=settings.RETRAIN_DELAY_SECONDS, origin=Origin.LABELS
+    )
+
+
+def clear_retraining_request() -> None:
+    clear_coalescing_flag(retrain_topic_classifier.broker, RETRAIN_FLAG)

@@ -2,7 +2,7 @@
 
 The stack is what `make run` runs — the [program:…] sections of scripts/supervisord.conf (web,
 scraping worker, processing worker, scheduler) under a real supervisord — on a private Postgres and
-Redis started here on free ports (tests/faults.py), so no fault touches anyone else's servers. Feeds
+Redis started here on free ports (tests/support/faults.py), so no fault touches anyone else's servers. Feeds
 come from a local HTTP server started here. For each fault a fresh batch is added through the API,
 the fault is injected while the batch is in flight, and once everything has settled the script
 prints what it counted:
@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.faults import (  # noqa: E402 - after the path set-up
+from tests.support.faults import (  # noqa: E402 - after the path set-up
     ManagedProcess,
     SlowFeedServer,
     Stack,
@@ -276,7 +276,7 @@ def poison_messages(run: Run) -> Outcome:
     started = time.monotonic()
     feeds = run.start_batch()
     ids = run.stack.run_django(
-        "from tests.fault_actors import always_fails\n"
+        "from tests.support.fault_actors import always_fails\n"
         "result = [always_fails.send_with_options(args=(f'p-{i}',), min_backoff=1000, max_backoff=4000)"
         ".message_id for i in range(3)]\n"
     )

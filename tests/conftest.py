@@ -132,7 +132,7 @@ def feed(db, feed_server: FeedServer) -> Feed:  # type: ignore[no-untyped-def]
 def fresh_vector_index(settings, tmp_path):  # type: ignore[no-untyped-def]
     """This test's own vector index: cache file under tmp_path, built from the test database on first
     use, and catching up on every search (no 1 s rate limit) so rows a test adds are found at once."""
-    from pipeline import vector_index
+    from pipeline.search import vector_index
 
     settings.VECTOR_INDEX_PATH = tmp_path / "vector-index.npz"
     settings.VECTOR_INDEX_REFRESH_MS = 0
@@ -145,7 +145,7 @@ def fresh_vector_index(settings, tmp_path):  # type: ignore[no-untyped-def]
 def _fresh_task_record_buffer() -> Iterator[None]:
     """Task-record rows a test queued and did not write must land neither in the next test nor, through
     the flush at exit, in the development database once the test database is gone."""
-    from pipeline.records import BUFFER
+    from pipeline.taskqueue.buffer import BUFFER
 
     BUFFER.discard_pending()
     yield

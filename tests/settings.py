@@ -8,6 +8,7 @@ from newsrec.settings import DRAMATIQ_BROKER, DRAMATIQ_RESULT_BACKEND, env_str
 
 # Own broker namespace so tests never consume (or flush) the queues of a running newsrec.
 TEST_NAMESPACE = env_str("NEWSREC_TEST_NAMESPACE", "newsrec-test")
+REDIS_NAMESPACE = TEST_NAMESPACE
 DRAMATIQ_BROKER["OPTIONS"]["namespace"] = TEST_NAMESPACE
 DRAMATIQ_RESULT_BACKEND["BACKEND_OPTIONS"]["namespace"] = TEST_NAMESPACE + "-results"
 
@@ -21,4 +22,4 @@ VECTOR_INDEX_PATH = Path(tempfile.gettempdir()) / f"newsrec-{TEST_NAMESPACE}" / 
 # Throttling stays on, with rates no test reaches by accident (tests/test_api_hardening.py lowers them),
 # and counters under this run's own cache prefix.
 API_THROTTLE_RATES = {"writes": "100000/minute", "search": "100000/minute"}
-CACHES["default"]["KEY_PREFIX"] = TEST_NAMESPACE  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = TEST_NAMESPACE + ":cache"  # noqa: F405

@@ -8,8 +8,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from articles.models import Article, Feed
 from pipeline import actors
-from pipeline.models import TaskRecord
-from pipeline.scraping import scrape_feed
+from pipeline.feeds.scraping import scrape_feed
+from pipeline.taskqueue.models import TaskRecord
 
 # Committed transactions, as in production: messages are sent on commit.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -255,7 +255,7 @@ HOSTILE_TITLE = "&amp;amp;lt;script&amp;amp;gt;alert(1)&amp;amp;lt;/script&amp;a
 
 
 def test_feed_text_is_escaped_in_the_admin_and_the_browsable_api(feed_server, world):
-    from pipeline.scraping import scrape_feed
+    from pipeline.feeds.scraping import scrape_feed
 
     url = feed_server.serve("/evil.xml", rss([("e-1", HOSTILE_TITLE, "<b>bold</b> text")], title=HOSTILE_TITLE))
     feed = Feed.objects.create(url=url)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-import pipeline.classification as classification
-from pipeline.classification import (
+import pipeline.understanding.classification as classification
+from pipeline.understanding.classification import (
     LinearTopicModel,
     classify_zero_shot,
     embed_topics,
@@ -15,7 +15,7 @@ from pipeline.classification import (
     train_supervised,
     zero_shot_model,
 )
-from pipeline.embedding import EMBEDDING_DIM
+from pipeline.understanding.embedding import EMBEDDING_DIM
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -156,7 +156,7 @@ TOPICS = [
 
 
 def test_zero_shot_puts_clear_sentences_in_their_topic() -> None:
-    from pipeline.embedding import embed_texts
+    from pipeline.understanding.embedding import embed_texts
 
     topic_vectors = embed_topics(TOPICS)
     articles = embed_texts(

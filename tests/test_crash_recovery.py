@@ -2,7 +2,7 @@
 lost, Postgres restarted, two schedulers, a poison message, workers recycled after N tasks.
 
 Every fault hits private Postgres and Redis servers and processes this module starts itself
-(tests/faults.py), never the machine's shared ones. The longer soak with a few hundred articles per
+(tests/support/faults.py), never the machine's shared ones. The longer soak with a few hundred articles per
 fault is `make chaos` (scripts/chaos.py).
 """
 
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.faults import (
+from tests.support.faults import (
     SlowFeedServer,
     Stack,
     held_by_workers,
@@ -80,7 +80,7 @@ def pending(transactional_db, broker):  # type: ignore[no-untyped-def]
 def _claim_sweep(now: datetime) -> list[int]:
     from articles.services import claim_pending_articles
     from pipeline.actors import PROCESSING, process_articles
-    from pipeline.queued_work import article_ids_in_queue
+    from pipeline.taskqueue.queued_work import article_ids_in_queue
 
     in_queue = article_ids_in_queue(process_articles.broker, queue_name=PROCESSING, actor_name="process_articles")
     return claim_pending_articles(None, now=now, in_queue=in_queue)
@@ -360,7 +360,7 @@ def test_worker_restarts_its_process_after_max_tasks_without_dropping_a_message(
 def test_a_poison_message_is_retried_with_backoff_dead_lettered_shown_and_requeueable(fresh: Stack):
     fresh.start_worker("faults")
     message_id = fresh.run_django(
-        "from tests.fault_actors import always_fails\n"
+        "from tests.support.fault_actors import always_fails\n"
         # The actors' policy (3 retries), with the backoff shortened from minutes to about a second.
         "result = always_fails.send_with_options(args=('p-1',), min_backoff=500, max_backoff=2000).message_id\n"
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from pipeline.embedding import (
+from pipeline.understanding.embedding import (
     EMBEDDING_DIM,
     article_text,
     default_model_path,

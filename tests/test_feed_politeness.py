@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from articles.models import Feed
-from pipeline.scraping import scrape_feed
+from pipeline.feeds.scraping import scrape_feed
 from tests.conftest import rss
 
 pytestmark = pytest.mark.django_db

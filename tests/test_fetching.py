@@ -1,4 +1,4 @@
-"""pipeline.fetching against a real HTTP server this module starts on 127.0.0.1 (no other network)."""
+"""pipeline.feeds.fetching against a real HTTP server this module starts on 127.0.0.1 (no other network)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import fetching
-from pipeline.fetching import FetchError, FetchResult, fetch_feed
+from pipeline.feeds import address_guard, bounded_body, fetching
+from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
 
 FEED = (Path(__file__).parent / "feeds" / "rss2.xml").read_bytes()
 LOCAL = ("127.0.0.1",)  # the allow-list every test uses unless it is testing the guard
@@ -270,7 +270,7 @@ def test_connects_to_the_address_it_vetted(origin: str, monkeypatch: pytest.Monk
             raise AssertionError("hostname resolved a second time")
         return real_getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(fetching, "_getaddrinfo", vetted_lookup)
+    monkeypatch.setattr(address_guard, "_getaddrinfo", vetted_lookup)
     monkeypatch.setattr(socket, "getaddrinfo", second_lookup)
 
     result = fetch(f"http://feeds.test:{port}/feed.xml", allowed_private_hosts=("127.0.0.1",))
@@ -303,7 +303,7 @@ def test_hostname_resolving_to_a_private_address_is_refused(monkeypatch: pytest.
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", port)),
         ]
 
-    monkeypatch.setattr(fetching, "_getaddrinfo", lookup)
+    monkeypatch.setattr(address_guard, "_getaddrinfo", lookup)
 
     error = fetch_error("https://feeds.test/rss", allowed_private_hosts=())
 
@@ -314,7 +314,7 @@ def test_dns_failure_is_readable(monkeypatch: pytest.MonkeyPatch) -> None:
     def lookup(host: str, port: int, **kwargs: Any) -> list[Any]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(fetching, "_getaddrinfo", lookup)
+    monkeypatch.setattr(address_guard, "_getaddrinfo", lookup)
 
     error = fetch_error("http://nowhere.test/feed")
 
@@ -344,7 +344,7 @@ def test_dns_failure_is_readable(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_address_classification(address: str, problem: str | None) -> None:
-    assert fetching._address_problem(ipaddress.ip_address(address)) == problem
+    assert address_guard.address_problem(ipaddress.ip_address(address)) == problem
 
 
 def test_non_http_redirect_is_refused(origin: str) -> None:
@@ -461,7 +461,7 @@ def test_tls_failure_is_readable(origin: str) -> None:
 
 
 def test_multi_member_gzip_is_decoded() -> None:
-    decoder = fetching._BoundedDecoder("gzip", limit=MiB)
+    decoder = bounded_body.BoundedDecoder("gzip", limit=MiB)
     body = gzip.compress(b"first ") + gzip.compress(b"second")
 
     decoded = b"".join(decoder.feed(body[i : i + 7]) for i in range(0, len(body), 7)) + decoder.finish()

@@ -9,8 +9,7 @@ from django.test import Client
 
 from articles.models import Article, Feed, Topic, TopicClassifier
 from pipeline import actors
-from pipeline.processing import process_articles
-from pipeline.training import clear_retraining_request
+from pipeline.understanding.processing import process_articles
 
 # Committed transactions, as in production: retraining is queued on commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +23,7 @@ TITLES = {
 @pytest.fixture(autouse=True)
 def no_retraining_requested() -> None:
     """The request flag outlives a test (queues are flushed, the flag is not): start without one."""
-    clear_retraining_request(dramatiq.get_broker())
+    actors.clear_retraining_request()
 
 
 @pytest.fixture

@@ -10,19 +10,20 @@ from datetime import UTC, datetime, timedelta
 import dramatiq
 import pytest
 import redis
+from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from newsrec import scheduler
-from pipeline import monitoring
-from pipeline.dead_letters import list_dead_letters, requeue_dead_letters
-from pipeline.heartbeats import heartbeat_key_prefix, live_workers
-from pipeline.models import TaskRecord
-from pipeline.records import flush_task_records
-from pipeline.retention import purge_task_records
-from tests import record_actors
-from tests.task_records import record
+from newsrec.scheduler import build_scheduler
+from pipeline.taskqueue import monitoring, redis_keys, schedules
+from pipeline.taskqueue.buffer import flush_task_records
+from pipeline.taskqueue.dead_letters import list_dead_letters, requeue_dead_letters
+from pipeline.taskqueue.heartbeats import live_workers
+from pipeline.taskqueue.models import TaskRecord
+from pipeline.taskqueue.retention import purge_task_records
+from tests.support import record_actors
+from tests.support.task_records import record
 from tests.test_records import start_worker, stop_worker, wait_until
 
 
@@ -105,7 +106,7 @@ def test_live_workers_say_what_they_run_and_dead_ones_leave_stuck_tasks(records_
     finally:
         stop_worker(proc, kill=True)
     # Killed: its heartbeat key would expire within the TTL; drop it now instead of waiting.
-    broker.client.delete(heartbeat_key_prefix(broker) + worker.name)
+    broker.client.delete(redis_keys.worker_heartbeat(worker.name))
     TaskRecord.objects.filter(pk=running.pk).update(started_at=datetime.now(UTC) - timedelta(minutes=5))
     [stuck] = monitoring.stuck_tasks(live_workers(broker))
     assert stuck.record.message_id == message.message_id and worker.name in stuck.reason
@@ -160,29 +161,29 @@ def test_purge_is_a_scheduled_job(db):
 
 def test_a_paused_job_skips_its_runs_until_resumed(db, broker):
     client = redis.Redis.from_url(settings.REDIS_URL)
-    every_5 = scheduler.CronTrigger.from_crontab("*/5 * * * *", timezone=UTC)
+    every_5 = CronTrigger.from_crontab("*/5 * * * *", timezone=UTC)
     try:
-        scheduler.pause_job("process-pending-articles", client)
-        assert scheduler.run_job(client, "process-pending-articles", "process_pending_articles", every_5) is None
-        scheduler.resume_job("process-pending-articles", client)
-        task_id = scheduler.run_job(client, "process-pending-articles", "process_pending_articles", every_5)
+        schedules.pause_job("process-pending-articles", client)
+        assert schedules.run_job(client, "process-pending-articles", "process_pending_articles", every_5) is None
+        schedules.resume_job("process-pending-articles", client)
+        task_id = schedules.run_job(client, "process-pending-articles", "process_pending_articles", every_5)
         assert task_id and TaskRecord.objects.get(message_id=task_id).origin == "scheduler"
     finally:
-        for key in client.scan_iter("newsrec:schedule:*"):
+        for key in client.scan_iter(f"{redis_keys.namespace()}:schedule:*"):
             client.delete(key)
 
 
 def test_a_running_scheduler_says_so_for_the_schedules_page(db):
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(scheduler.ALIVE_KEY)
-    assert scheduler.scheduler_alive(client) is None
-    running = scheduler.build_scheduler(startup_delay=-1)
+    client.delete(redis_keys.scheduler_alive())
+    assert schedules.scheduler_alive(client) is None
+    running = build_scheduler(startup_delay=-1)
     thread = threading.Thread(target=running.start, daemon=True)
     thread.start()
     try:
-        alive = wait_until(lambda: scheduler.scheduler_alive(client), timeout=10, what="the scheduler heartbeat")
+        alive = wait_until(lambda: schedules.scheduler_alive(client), timeout=10, what="the scheduler heartbeat")
         assert alive.endswith(f":{os.getpid()}")
     finally:
         running.shutdown(wait=False)
         thread.join(10)
-        client.delete(scheduler.ALIVE_KEY)
+        client.delete(redis_keys.scheduler_alive())

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.classification import zero_shot_model
-from pipeline.embedding import EMBEDDING_DIM
-from pipeline.neighbours import Neighbour, find_similar
+from pipeline.search.neighbours import Neighbour, find_similar
+from pipeline.understanding.classification import zero_shot_model
+from pipeline.understanding.embedding import EMBEDDING_DIM
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

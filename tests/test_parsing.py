@@ -1,4 +1,4 @@
-"""pipeline.parsing on small hand-written documents in tests/feeds/ (no network, no database)."""
+"""pipeline.feeds.parsing on small hand-written documents in tests/feeds/ (no network, no database)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.parsing import MAX_GUID_CHARS, MAX_TITLE_CHARS, ParsedFeed, ParseError, parse_feed
+from pipeline.feeds.parsing import MAX_GUID_CHARS, MAX_TITLE_CHARS, ParsedFeed, ParseError, parse_feed
 
 FEEDS = Path(__file__).parent / "feeds"
 BASE_URL = "https://news.example.com/feeds/main.xml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from articles.models import Article, Feed, Topic
-from pipeline.embedding import EMBEDDING_DIM
-from pipeline.processing import process_articles
+from pipeline.understanding.embedding import EMBEDDING_DIM
+from pipeline.understanding.processing import process_articles
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from articles.models import Article, Feed, Interaction, Topic
-from pipeline.embedding import EMBEDDING_DIM, vector_to_bytes
-from pipeline.recommending import COLD_START, PERSONAL, build_profile, load_history, recommend
+from pipeline.search.recommending import COLD_START, PERSONAL, build_profile, load_history, recommend
+from pipeline.understanding.embedding import EMBEDDING_DIM, vector_to_bytes
 
 pytestmark = pytest.mark.django_db
 

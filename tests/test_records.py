@@ -16,21 +16,14 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from pipeline.dead_letters import list_dead_letters, requeue_dead_letters
-from pipeline.heartbeats import heartbeat_key_prefix
-from pipeline.models import TaskRecord
-from pipeline.records import (
-    RecordBuffer,
-    Row,
-    cap_result,
-    flush_task_records,
-    merge_rows,
-    message_attempt,
-    upsert_rows,
-    write_rows,
-    write_transition,
-)
-from tests import record_actors
+from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.buffer import RecordBuffer, flush_task_records
+from pipeline.taskqueue.dead_letters import list_dead_letters, requeue_dead_letters
+from pipeline.taskqueue.middleware import write_transition
+from pipeline.taskqueue.models import TaskRecord
+from pipeline.taskqueue.rows import Row, cap_result, merge_rows, message_attempt
+from pipeline.taskqueue.upsert import upsert_rows, write_rows
+from tests.support import record_actors
 
 
 def make_message(retries: int = 0) -> dramatiq.Message:
@@ -242,7 +235,7 @@ def start_worker(threads: int = 4, **env: str) -> subprocess.Popen:
             sys.executable,
             "-m",
             "dramatiq",
-            "tests.record_actors",
+            "tests.support.record_actors",
             "-p",
             "1",
             "-t",
@@ -278,7 +271,7 @@ def records_queue(broker):
         stop_worker(proc)
     broker.flush(record_actors.QUEUE)
     # A killed worker's heartbeat outlives it by up to its TTL: do not let later tests see it.
-    for key in broker.client.scan_iter(match=heartbeat_key_prefix(broker) + "*"):
+    for key in broker.client.scan_iter(match=redis_keys.worker_heartbeat_pattern()):
         broker.client.delete(key)
 
 

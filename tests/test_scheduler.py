@@ -9,7 +9,9 @@ import redis
 from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
 
-from newsrec.scheduler import build_scheduler, run_job, slot_for
+from newsrec.scheduler import build_scheduler
+from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.schedules import run_job, slot_for
 
 EVERY_5 = CronTrigger.from_crontab("*/5 * * * *", timezone=UTC)
 
@@ -17,10 +19,10 @@ EVERY_5 = CronTrigger.from_crontab("*/5 * * * *", timezone=UTC)
 @pytest.fixture
 def client():
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("newsrec:schedule:*"):
+    for key in client.scan_iter(f"{redis_keys.namespace()}:schedule:*"):
         client.delete(key)
     yield client
-    for key in client.scan_iter("newsrec:schedule:*"):
+    for key in client.scan_iter(f"{redis_keys.namespace()}:schedule:*"):
         client.delete(key)
 
 

@@ -8,10 +8,11 @@ import pytest
 from django.utils import timezone
 
 from articles.models import Article, Feed
-from articles.services import claim_due_feeds, claim_pending_articles, upsert_entries
+from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import actors
-from pipeline.parsing import parse_feed
-from pipeline.scraping import scrape_feed
+from pipeline.feeds.parsing import parse_feed
+from pipeline.feeds.scraping import scrape_feed
+from pipeline.feeds.storing import upsert_entries
 from tests.conftest import rss
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from articles.models import Article, Feed
-from pipeline import vector_index
-from pipeline.embedding import EMBEDDING_DIM, article_text, embed_texts, vector_to_bytes
+from pipeline.search import vector_index
+from pipeline.understanding.embedding import EMBEDDING_DIM, article_text, embed_texts, vector_to_bytes
 
 
 def basis(n: int) -> np.ndarray:

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from articles.models import Article, Feed
-from pipeline import stories
-from pipeline.embedding import EMBEDDING_DIM, vector_to_bytes
+from pipeline.search import stories
+from pipeline.understanding.embedding import EMBEDDING_DIM, vector_to_bytes
 
 DEMO = Path(__file__).resolve().parent.parent / "articles" / "demo"
 
@@ -132,7 +132,7 @@ def test_articles_list_can_collapse_stories(feeds, fresh_vector_index, api) -> N
 @pytest.fixture
 def demo_articles(db) -> list[Article]:  # type: ignore[no-untyped-def]
     """The demo feeds' entries stored as pending articles, one Feed per demo feed."""
-    from pipeline.parsing import parse_feed
+    from pipeline.feeds.parsing import parse_feed
 
     articles = []
     for spec in json.loads((DEMO / "feeds.json").read_text()):

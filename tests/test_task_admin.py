@@ -12,9 +12,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from newsrec import scheduler
-from pipeline.models import TaskRecord
-from tests.task_records import record
+from pipeline.taskqueue import schedules
+from pipeline.taskqueue.models import TaskRecord
+from tests.support.task_records import record
 
 pytestmark = pytest.mark.django_db
 SCRIPT = "<script>alert('x')</script>"
@@ -179,15 +179,15 @@ def test_operators_run_pause_and_resume_scheduled_jobs(operator, broker, schedul
     assert "queued as task" in response.content.decode()
     task = TaskRecord.objects.get(actor_name="process_pending_articles")
     assert task.origin == "admin" and broker.client.llen(f"{broker.namespace}:processing") == 1
-    job = {j.job_id: j for j in scheduler.schedule_overview()}["process-pending-articles"]
+    job = {j.job_id: j for j in schedules.schedule_overview()}["process-pending-articles"]
     assert job.last_task_id == task.message_id and job.last_status == "enqueued" and job.last_run_by == "admin"
 
     operator.post(LIST + "schedules/process-pending-articles/pause/")
-    job = {j.job_id: j for j in scheduler.schedule_overview()}["process-pending-articles"]
+    job = {j.job_id: j for j in schedules.schedule_overview()}["process-pending-articles"]
     assert job.paused and job.next_run is None
     assert ">Resume</button>" in operator.get(LIST + "schedules/").content.decode()
 
     operator.post(LIST + "schedules/process-pending-articles/resume/")
-    assert not {j.job_id: j for j in scheduler.schedule_overview()}["process-pending-articles"].paused
+    assert not {j.job_id: j for j in schedules.schedule_overview()}["process-pending-articles"].paused
     assert operator.post(LIST + "schedules/no-such-job/run/").status_code == 404
     assert operator.post(LIST + "schedules/process-pending-articles/explode/").status_code == 404

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.models import TaskRecord
-from tests.task_records import record
+from pipeline.taskqueue.models import TaskRecord
+from tests.support.task_records import record
 
 pytestmark = pytest.mark.django_db
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from articles.models import Article, Feed, Topic, TopicClassifier
-from articles.services import label_article
-from pipeline.classification import LinearTopicModel
-from pipeline.processing import process_articles
-from pipeline.topic_models import SUPERVISED, ZERO_SHOT, active_topic_model, topic_model_in_force
-from pipeline.training import retrain_topic_classifier
+from pipeline.understanding.classification import LinearTopicModel
+from pipeline.understanding.labelling import label_article
+from pipeline.understanding.processing import process_articles
+from pipeline.understanding.topic_models import SUPERVISED, ZERO_SHOT, active_topic_model, topic_model_in_force
+from pipeline.understanding.training import retrain_topic_classifier
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 
 from articles.models import Article, Feed
-from pipeline import vector_index
-from pipeline.embedding import EMBEDDING_DIM, vector_to_bytes
-from pipeline.vector_index import APPROXIMATE, EXACT, IndexFileError
+from pipeline.search import vector_index
+from pipeline.search.vector_index import APPROXIMATE, EXACT, IndexFileError
+from pipeline.understanding.embedding import EMBEDDING_DIM, vector_to_bytes
 
 
 def unit_rows(n: int, seed: int = 0) -> np.ndarray:

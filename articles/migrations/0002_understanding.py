@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
             name='TopicClassifier',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('params', models.JSONField(help_text='pipeline.classification.LinearTopicModel.to_dict()')),
+                ('params', models.JSONField(help_text='pipeline.understanding.classification.LinearTopicModel.to_dict()')),
                 ('label_counts', models.JSONField(default=dict, help_text='labelled articles per topic at training time')),
                 ('is_active', models.BooleanField(default=True)),
                 ('trained_at', models.DateTimeField(default=django.utils.timezone.now)),

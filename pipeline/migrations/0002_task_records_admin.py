@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             model_name='taskrecord',
             index=models.Index(condition=models.Q(('retry_of', ''), _negated=True), fields=['retry_of'], name='taskrecord_retry_of_idx'),
         ),
-        # The same expression as pipeline.models.arguments_text(), as Django renders it in queries, so
+        # The same expression as pipeline.taskqueue.models.arguments_text(), as Django renders it in queries, so
         # that Postgres matches the index to `arguments_text() LIKE '%TERM%'`.
         migrations.RunSQL(
             """CREATE INDEX taskrecord_arguments_trgm ON pipeline_taskrecord USING gin (

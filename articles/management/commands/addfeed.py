@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from articles.services import add_feed
 from pipeline.actors import scrape_feed
-from pipeline.enqueue import send_on_commit
+from pipeline.taskqueue.enqueue import send_on_commit
+from pipeline.taskqueue.names import Origin
 
 
 class Command(BaseCommand):
@@ -23,5 +24,5 @@ class Command(BaseCommand):
             raise CommandError(f"url: {'; '.join(error.messages)}") from None
         self.stdout.write(f"{'added' if created else 'already present'}: feed {feed.pk} {feed.url}")
         if not no_scrape:
-            task_id = send_on_commit(scrape_feed, feed.pk, origin="command")
+            task_id = send_on_commit(scrape_feed, feed.pk, origin=Origin.COMMAND)
             self.stdout.write(f"scrape queued: task {task_id}")

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline.evaluation import (
+from pipeline.search.evaluation import (
     DEFAULT_DRAWS,
     DEFAULT_SHOTS,
     evaluate_classifier,

@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand
 
 from articles.models import Article
 from pipeline.actors import process_articles, process_pending_articles
-from pipeline.enqueue import send_on_commit
+from pipeline.taskqueue.enqueue import send_on_commit
+from pipeline.taskqueue.names import Origin
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, sync: bool, **options) -> None:  # type: ignore[no-untyped-def]
         if not sync:
-            task_id = send_on_commit(process_pending_articles, origin="command")
+            task_id = send_on_commit(process_pending_articles, origin=Origin.COMMAND)
             self.stdout.write(f"queued: task {task_id}")
             return
         totals = {"processed": 0, "failed": 0}

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from pipeline import vector_index
+from pipeline.search import vector_index
 
 
 class Command(BaseCommand):

@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from articles.models import Article
-from pipeline.recommending import MAX_K, recommend
+from pipeline.search.limits import MAX_K
+from pipeline.search.recommending import recommend
 
 
 class Command(BaseCommand):

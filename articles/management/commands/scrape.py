@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from articles.models import Feed
 from pipeline.actors import process_articles, scrape_due_feeds, scrape_feed
-from pipeline.enqueue import send_on_commit
+from pipeline.taskqueue.enqueue import send_on_commit
+from pipeline.taskqueue.names import Origin
 
 
 class Command(BaseCommand):
@@ -23,9 +24,9 @@ class Command(BaseCommand):
             raise CommandError(f"feed {feed} does not exist")
         if not sync:
             task_id = (
-                send_on_commit(scrape_feed, feed, origin="command")
+                send_on_commit(scrape_feed, feed, origin=Origin.COMMAND)
                 if feed is not None
-                else send_on_commit(scrape_due_feeds, origin="command")
+                else send_on_commit(scrape_due_feeds, origin=Origin.COMMAND)
             )
             self.stdout.write(f"queued: task {task_id}")
             return

@@ -4,7 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.similarity import check_k, check_query, search_articles, summary
+from pipeline.search.limits import DEFAULT_K, MAX_K
+from pipeline.search.similarity import check_k, check_query, search_articles, summary
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("query", help="the text to search for")
-        parser.add_argument("--k", default=10, help="how many articles (1-100, default 10)")
+        parser.add_argument("--k", default=DEFAULT_K, help=f"how many articles (1-{MAX_K}, default {DEFAULT_K})")
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the API's JSON instead of a table"
         )

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from articles.management.commands.search import write_results
 from articles.models import Article
-from pipeline.similarity import NotEmbedded, check_k, similar_articles, summary
+from pipeline.search.limits import DEFAULT_K, MAX_K
+from pipeline.search.similarity import NotEmbedded, check_k, similar_articles, summary
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("article_id", type=int)
-        parser.add_argument("--k", default=10, help="how many articles (1-100, default 10)")
+        parser.add_argument("--k", default=DEFAULT_K, help=f"how many articles (1-{MAX_K}, default {DEFAULT_K})")
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the API's JSON instead of a table"
         )

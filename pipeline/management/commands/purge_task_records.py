@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.retention import purge_task_records
+from pipeline.taskqueue.retention import purge_task_records
 
 
 class Command(BaseCommand):

@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 import dramatiq
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline import monitoring
-from pipeline.dead_letters import list_dead_letters
-from pipeline.errors import QueueUnavailable, queue_errors_as_unavailable
-from pipeline.heartbeats import live_workers
+from pipeline.taskqueue import monitoring
+from pipeline.taskqueue.dead_letters import list_dead_letters
+from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
+from pipeline.taskqueue.heartbeats import live_workers
 
 
 class Command(BaseCommand):

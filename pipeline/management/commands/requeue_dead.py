@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.dead_letters import dead_letter_queues, requeue_dead_letters
-from pipeline.errors import QueueUnavailable, queue_errors_as_unavailable
+from pipeline.taskqueue.dead_letters import dead_letter_queues, requeue_dead_letters
+from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""The REST API over feeds, articles, topics, interactions, similarity, search and recommendations."""

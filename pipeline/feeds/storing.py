@@ -1,0 +1,46 @@
+"""Storing a feed's parsed entries as articles: one statement per batch, nothing stored twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from articles.models import Article, Feed
+from pipeline.feeds.parsing import ParsedEntry
+
+_INSERT_ENTRIES = """
+INSERT INTO {table} (
+    feed_id, guid, url, title, summary, content, author, published_at, fetched_at,
+    status, processing_error, classified_by
+)
+SELECT %s, e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at, %s, %s, '', ''
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    AS e(guid, url, title, summary, content, author, published_at)
+ON CONFLICT (feed_id, guid) DO NOTHING
+RETURNING id
+"""
+
+
+def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime | None = None) -> list[int]:
+    """Store entries not seen before in this feed; returns the ids of the new articles.
+
+    One INSERT … ON CONFLICT DO NOTHING: a feed served twice, or a scrape message delivered twice,
+    stores nothing twice, even when two scrapes of the same feed race.
+    """
+    if not entries:
+        return []
+    now = now or timezone.now()
+    columns: list[list[object]] = [[], [], [], [], [], [], []]
+    for e in entries:
+        for column, value in zip(
+            columns, (e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at), strict=True
+        ):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_ENTRIES.format(table=Article._meta.db_table), [feed.pk, now, Article.Status.PENDING, *columns]
+        )
+        return sorted(row[0] for row in cursor.fetchall())

@@ -1,0 +1,80 @@
+"""Reading the vector index's rows from Postgres, the only truth: live ids, their stamps, their vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from articles.models import Article
+from pipeline.understanding.embedding import EMBEDDING_DIM, vector_from_bytes
+
+logger = logging.getLogger(__name__)
+
+# Rows are read from Postgres in chunks this size (1,536 bytes of embedding each).
+READ_CHUNK = 5000
+
+_TABLE = Article._meta.db_table
+# processed_at as integer microseconds, computed in SQL everywhere so stamps compare exactly.
+_STAMP_SQL = "(extract(epoch from processed_at) * 1000000)::bigint"
+_LIVE_SQL = f"status = '{Article.Status.PROCESSED}' AND embedding IS NOT NULL AND processed_at IS NOT NULL"
+
+
+def database_label() -> str:
+    """Which database a file was built from: a file from another one is foreign even with matching ids."""
+    db = connection.settings_dict
+    return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or ''}/{db.get('NAME')}"
+
+
+def fetch_stamps(since_stamp: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, stamps) of live rows, all of them or those with processed_at past `since_stamp`."""
+    sql = f"SELECT id, {_STAMP_SQL} FROM {_TABLE} WHERE {_LIVE_SQL}"
+    params: list[Any] = []
+    if since_stamp is not None:
+        # Written as a timestamp comparison so the processed_at index serves it.
+        sql += " AND processed_at > to_timestamp(%s / 1000000.0)"
+        params.append(since_stamp)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    array = np.array(rows, dtype=np.int64)
+    return array[:, 0], array[:, 1]
+
+
+def fetch_vectors(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, vectors, stamps) of those of `ids` that are live, in chunks; ids missing are left out."""
+    out_ids: list[int] = []
+    out_stamps: list[int] = []
+    vectors: list[np.ndarray] = []
+    ids = [int(i) for i in ids]
+    for start in range(0, len(ids), READ_CHUNK):
+        chunk = ids[start : start + READ_CHUNK]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, {_STAMP_SQL}, embedding FROM {_TABLE} WHERE {_LIVE_SQL} AND id = ANY(%s)",
+                [chunk],
+            )
+            for article_id, stamp, data in cursor.fetchall():
+                try:
+                    vectors.append(vector_from_bytes(data))
+                except ValueError:
+                    logger.warning("article %s has a malformed embedding; left out of the index", article_id)
+                    continue
+                out_ids.append(article_id)
+                out_stamps.append(stamp)
+    matrix = np.stack(vectors) if vectors else np.empty((0, EMBEDDING_DIM), dtype=np.float32)
+    return np.array(out_ids, dtype=np.int64), matrix, np.array(out_stamps, dtype=np.int64)
+
+
+def live_article_ids(ids: Collection[int]) -> set[int]:
+    """Those of `ids` that are still processed articles with an embedding."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {_TABLE} WHERE {_LIVE_SQL} AND id = ANY(%s)", [list(ids)])
+        return {row[0] for row in cursor.fetchall()}

@@ -1,0 +1,95 @@
+"""The topic model in force: the newest active supervised TopicClassifier when it covers today's
+topics, else zero-shot over the Topic rows. Classes are topic ids.
+
+Each process keeps the model it built and checks a one-query fingerprint of the topics and the
+newest active classifier on every call, so a retraining committed by a worker on another machine,
+or a topic edited in the admin, is picked up by the next call anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from django.db import connection
+
+from articles.models import Topic, TopicClassifier
+from pipeline.understanding.classification import LinearTopicModel, embed_topics, zero_shot_model
+
+ZERO_SHOT = "zero_shot"
+SUPERVISED = "supervised"
+
+# One round trip: the newest active classifier and a digest of every topic's id, name and description.
+_FINGERPRINT = f"""
+SELECT
+    (SELECT id FROM {TopicClassifier._meta.db_table} WHERE is_active ORDER BY trained_at DESC, id DESC LIMIT 1),
+    (SELECT md5(string_agg(id::text || chr(31) || name || chr(31) || description, chr(30) ORDER BY id))
+     FROM {Topic._meta.db_table})
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class TopicModelInForce:
+    """The model and what the articles it classifies record as `classified_by`."""
+
+    model: LinearTopicModel | None  # None when there are no topics
+    classified_by: str
+    classifier_id: int | None = None  # the TopicClassifier row, when supervised
+
+
+_cache: dict[tuple[int | None, str | None], TopicModelInForce] = {}
+_lock = threading.Lock()
+
+
+def _fingerprint() -> tuple[int | None, str | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT)
+        classifier_id, topics_digest = cursor.fetchone()
+    return classifier_id, topics_digest
+
+
+def _build(classifier_id: int | None) -> TopicModelInForce:
+    topics = list(Topic.objects.order_by("id").values_list("id", "name", "description"))
+    if not topics:
+        return TopicModelInForce(None, ZERO_SHOT)
+    topic_ids = [topic_id for topic_id, _, _ in topics]
+    if classifier_id is not None:
+        row = TopicClassifier.objects.filter(pk=classifier_id).only("params").first()
+        supervised = restrict_to_topics(LinearTopicModel.from_dict(row.params), topic_ids) if row else None
+        if supervised is not None:
+            return TopicModelInForce(supervised, SUPERVISED, classifier_id)
+    topic_vectors = embed_topics([(name, description) for _, name, description in topics])
+    return TopicModelInForce(zero_shot_model(topic_ids, topic_vectors), ZERO_SHOT)
+
+
+def restrict_to_topics(model: LinearTopicModel, topic_ids: list[int]) -> LinearTopicModel | None:
+    """The model over exactly `topic_ids`, or None when it cannot predict one of them.
+
+    A topic added after training has no row in the model (zero-shot must take over until it has
+    labels); a topic deleted since only drops its row.
+    """
+    rows = {topic_id: i for i, topic_id in enumerate(model.classes)}
+    if any(topic_id not in rows for topic_id in topic_ids) or len(topic_ids) < 2:
+        return None
+    keep = [rows[topic_id] for topic_id in topic_ids]
+    return LinearTopicModel(tuple(topic_ids), model.coef[keep], model.intercept[keep])
+
+
+def topic_model_in_force() -> TopicModelInForce:
+    """The current topic model and its kind; cached per process, rebuilt when topics or classifiers change."""
+    key = _fingerprint()
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _cache.get(key)
+        if found is None:
+            found = _build(key[0])
+            _cache.clear()  # only the newest state is worth keeping
+            _cache[key] = found
+    return found
+
+
+def active_topic_model() -> LinearTopicModel | None:
+    """The topic model other code should use (classes are topic ids); None when no topic exists."""
+    return topic_model_in_force().model
