@@ -151,6 +151,10 @@ class Article(models.Model):
     processing_error = models.TextField(blank=True)
     # When the article was last handed to the processing queue (see services.claim_pending_articles).
     queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Which processing run holds the article while its embedding is computed (no transaction is open
+    # meanwhile; see pipeline.understanding.processing), and since when: "" when none.
+    claimed_by = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     processed_at = models.DateTimeField(null=True, blank=True)
     topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.SET_NULL, related_name="articles")
     topic_confidence = models.FloatField(null=True, blank=True)

@@ -368,8 +368,9 @@ VECTOR_INDEX_HNSW_EF_CONSTRUCTION = env_int("VECTOR_INDEX_HNSW_EF_CONSTRUCTION",
 VECTOR_INDEX_HNSW_EF_SEARCH = env_int("VECTOR_INDEX_HNSW_EF_SEARCH", 128)
 # Searches look for newly processed articles at most this often...
 VECTOR_INDEX_REFRESH_MS = env_int("VECTOR_INDEX_REFRESH_MS", 1000)
-# ...re-reading this far behind the newest processed_at seen: a processing batch stamps its rows when it
-# starts and commits up to its 10-minute time limit later, so commits land out of processed_at order.
-VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 15 * 60)
+# ...re-reading this far behind the newest processed_at seen. Processing stamps processed_at in its write
+# statement, which commits within its 10 s statement timeout (pipeline/understanding/processing.py), so
+# rows become visible at most ~10 s out of processed_at order: 30 s covers that three times over.
+VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 30)
 # A full (id, processed_at) comparison with Postgres this often heals anything the overlap missed.
 VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import dramatiq
 from django.conf import settings
+from dramatiq.middleware import CurrentMessage
 
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline.feeds import scraping
@@ -98,7 +99,9 @@ def scrape_due_feeds() -> dict[str, object]:
 def process_articles(article_ids: list[int]) -> dict[str, object]:
     """Embed and classify a batch of articles (those still pending), then group them into stories."""
     ids = [int(i) for i in article_ids]
-    outcome = processing.process_articles(ids)
+    # The message id is the claim: a re-delivery of this message takes its rows back at once.
+    message = CurrentMessage.get_current_message()
+    outcome = processing.process_articles(ids, claim=message.message_id if message else None)
     # After processing has committed: stories are found through the vector index, which reads Postgres.
     return {"article_ids": len(article_ids), **outcome, **stories.assign_stories(ids)}
 

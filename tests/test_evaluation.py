@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from pipeline.understanding.embedding import EMBEDDING_DIM
 from pipeline.search.evaluation import evaluate_vectors, read_descriptions, read_labelled_csv
+from pipeline.understanding.embedding import EMBEDDING_DIM
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

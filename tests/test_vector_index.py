@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from articles.models import Article, Feed
@@ -131,7 +132,9 @@ def test_catch_up_sees_a_commit_that_lands_out_of_processed_at_order(source, ind
     store(source, unit_rows(5), processed_at=now)
     index = vector_index.get_index()
     late = unit_rows(1, seed=42)
-    [late_id] = store(source, late, processed_at=now - timedelta(minutes=5), start=50)
+    # As late as the overlap allows (processing's write statement bounds how late a commit can land).
+    lateness = timedelta(seconds=django_settings.VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS * 0.9)
+    [late_id] = store(source, late, processed_at=now - lateness, start=50)
     [hits] = index.search(late[0], 1)
     assert hits[0][0] == late_id
 

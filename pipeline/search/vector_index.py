@@ -10,9 +10,9 @@ Postgres holds the embeddings; this index is a per-process copy built for fast s
   web servers and workers on different machines, sharing only Postgres and Redis, each keep their own.
 - **Catch-up.** Every search first adds what was processed since (at most once per
   `VECTOR_INDEX_REFRESH_MS`): rows with `processed_at` past the newest seen minus an overlap, skipping
-  those already in with the same stamp. The overlap is there because a processing batch stamps
-  `processed_at` when it starts and commits up to its time limit later, so rows become visible out of
-  processed_at order; every `VECTOR_INDEX_RECONCILE_SECONDS` a full (id, processed_at) comparison heals
+  those already in with the same stamp. The overlap is there because rows become visible a little out of
+  processed_at order: processing stamps them in its write statement, which commits within its 10 s
+  statement timeout (pipeline.understanding.processing), so a 30 s overlap covers it; every `VECTOR_INDEX_RECONCILE_SECONDS` a full (id, processed_at) comparison heals
   anything older.
 - **Removal.** Search results are checked against Postgres (one indexed query per search), so an
   article deleted or no longer processed never comes back; it is dropped from the index then.
