@@ -35,8 +35,8 @@ RANKED = inline_serializer(
 class SearchViewSchema(OpenApiViewExtension):
     target_class = "articles.api.similarity.SearchView"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             @extend_schema(
                 parameters=[
                     OpenApiParameter("q", OpenApiTypes.STR, required=True, description="search text, 1-500 chars"),
@@ -44,7 +44,7 @@ class SearchViewSchema(OpenApiViewExtension):
                 ],
                 responses={200: RANKED, 400: UNAVAILABLE},
             )
-            def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def get(self, request, *args, **kwargs):
                 return super().get(request, *args, **kwargs)
 
         return Described
@@ -53,10 +53,10 @@ class SearchViewSchema(OpenApiViewExtension):
 class SimilarArticlesViewSchema(OpenApiViewExtension):
     target_class = "articles.api.similarity.SimilarArticlesView"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             @extend_schema(parameters=[K], responses={200: RANKED, 404: UNAVAILABLE, 409: UNAVAILABLE})
-            def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def get(self, request, *args, **kwargs):
                 return super().get(request, *args, **kwargs)
 
         return Described
@@ -65,10 +65,10 @@ class SimilarArticlesViewSchema(OpenApiViewExtension):
 class RecommendationsViewSchema(OpenApiViewExtension):
     target_class = "articles.api.recommendations.RecommendationsView"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             @extend_schema(parameters=[K], responses={200: RANKED})
-            def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def get(self, request, *args, **kwargs):
                 return super().get(request, *args, **kwargs)
 
         return Described
@@ -77,12 +77,12 @@ class RecommendationsViewSchema(OpenApiViewExtension):
 class InteractionViewSchema(OpenApiViewExtension):
     target_class = "articles.api.recommendations.InteractionView"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             @extend_schema(
                 request=InteractionSerializer, responses={200: InteractionSerializer, 201: InteractionSerializer}
             )
-            def post(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def post(self, request, *args, **kwargs):
                 return super().post(request, *args, **kwargs)
 
         return Described
@@ -91,10 +91,10 @@ class InteractionViewSchema(OpenApiViewExtension):
 class ProcessArticlesViewSchema(OpenApiViewExtension):
     target_class = "articles.api.views.ProcessArticlesView"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             @extend_schema(request=None, responses={202: QUEUED, 503: UNAVAILABLE})
-            def post(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def post(self, request, *args, **kwargs):
                 return super().post(request, *args, **kwargs)
 
         return Described
@@ -103,8 +103,8 @@ class ProcessArticlesViewSchema(OpenApiViewExtension):
 class FeedViewSetSchema(OpenApiViewExtension):
     target_class = "articles.api.views.FeedViewSet"
 
-    def view_replacement(self):  # type: ignore[no-untyped-def]
-        class Described(self.target_class):  # type: ignore[name-defined,misc]
+    def view_replacement(self):
+        class Described(self.target_class):
             pass
 
         # The scrape action takes no body (the schema would otherwise offer the feed serializer).

@@ -16,6 +16,7 @@ from django.conf import settings
 
 import pipeline.actors  # noqa: F401 - declares the actors on the broker, so jobs can find them by name
 from pipeline.taskqueue import schedules
+from pipeline.taskqueue.broker import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class HeartbeatingScheduler(BlockingScheduler):
 
 def build_scheduler(*, startup_delay: float = 5.0) -> BlockingScheduler:
     """One cron job per settings.SCHEDULE entry, plus one catch-up run of each shortly after start."""
-    client = schedules.redis_client()
+    client = redis_client()
     scheduler = HeartbeatingScheduler(client, timezone=UTC)
     for job_id, spec in settings.SCHEDULE.items():
         trigger = CronTrigger.from_crontab(spec["cron"], timezone=UTC)

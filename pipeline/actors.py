@@ -11,6 +11,7 @@ a queued message is stale and dropped (the next scheduled sweep re-creates whate
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dramatiq
 from django.conf import settings
@@ -32,7 +33,7 @@ PROCESSING = "processing"
 RETRAIN_FLAG = "retrain-topic-classifier"
 
 MINUTE = 60_000  # Dramatiq counts milliseconds
-RETRY_POLICY = {"max_retries": 3, "min_backoff": MINUTE, "max_backoff": 10 * MINUTE}
+RETRY_POLICY: dict[str, Any] = {"max_retries": 3, "min_backoff": MINUTE, "max_backoff": 10 * MINUTE}
 # Errors in the message itself (wrong argument types or values): retrying cannot fix them.
 NOT_RETRYABLE = (TypeError, ValueError)
 

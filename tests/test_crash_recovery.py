@@ -126,6 +126,10 @@ def test_messages_in_the_delay_queue_count_as_queued(pending, broker):
 # --- SIGKILL of workers in the middle of their batches ---
 
 
+# Enough batches of 8 that processing is still busy once the scrapes are under way.
+PENDING = 400
+
+
 @pytest.mark.e2e
 def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice(fresh: Stack):
     """Both workers as `make run` runs them (supervisord, scripts/supervisord.conf), each SIGKILLed
@@ -139,17 +143,24 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
             f"for url in {feeds.urls!r}:\n"
             "    Feed.objects.create(url=url, title=url)\n"
         )
-        fresh.insert_pending_articles(120)
+        fresh.insert_pending_articles(PENDING)
         supervisor = fresh.supervise(["worker-scraping", "worker-processing"], PROCESSING_BATCH_SIZE="8")
-        fresh.manage("process")
-        fresh.manage("scrape")
 
         def worker_child(queue: str) -> int | None:
             # supervisord -> Dramatiq's main process (rundramatiq exec'd) -> the worker process
             return worker_process_of(supervisor.pid, queue)
 
-        scraping_child = wait_until(lambda: worker_child("scraping"), timeout=60, what="scraping worker")
+        # Processing first, until its model is loaded and batches flow: on a loaded machine loading the
+        # model can take longer than the 15 s fetches, which would be over before the kill otherwise.
+        fresh.manage("process")
         processing_child = wait_until(lambda: worker_child("processing"), timeout=60, what="processing worker")
+        wait_until(
+            lambda: any(d["pid"] == processing_child for d in starts(fresh.deliveries())),
+            timeout=180,
+            what="the processing worker's first batch",
+        )
+        fresh.manage("scrape")
+        scraping_child = wait_until(lambda: worker_child("scraping"), timeout=60, what="scraping worker")
         # All four first fetches under way (each takes 15 s), and processing in the middle of a batch.
         wait_until(lambda: sum(feeds.hits.values()) >= 4, timeout=60, what="the four feeds being fetched")
         wait_until(
@@ -180,7 +191,7 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
             what="processing worker restarted",
         )
 
-        total = 120 + feeds.items
+        total = PENDING + feeds.items
         wait_until(
             lambda: fresh.article_counts().get("processed", 0) == total,
             timeout=REDELIVERY_DEADLINE + 60,

@@ -34,15 +34,15 @@ class ArticleFilter(django_filters.FilterSet):
         model = Article
         fields = ["feed", "status", "since", "processed", "topic"]
 
-    def filter_processed(self, queryset, name, value):  # type: ignore[no-untyped-def]
+    def filter_processed(self, queryset, name, value):
         if value:
             return queryset.filter(status=Article.Status.PROCESSED)
         return queryset.exclude(status=Article.Status.PROCESSED)
 
-    def filter_nothing(self, queryset, name, value):  # type: ignore[no-untyped-def]
+    def filter_nothing(self, queryset, name, value):
         return queryset
 
-    def filter_queryset(self, queryset):  # type: ignore[no-untyped-def]
+    def filter_queryset(self, queryset):
         queryset = super().filter_queryset(queryset)
         if self.form.cleaned_data.get("collapse_stories"):
             queryset = collapse_stories(queryset)

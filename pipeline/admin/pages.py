@@ -5,6 +5,7 @@ Mixed into TaskRecordAdmin (pipeline.admin.task_records), whose permissions they
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,16 @@ REFRESH_SECONDS = 5
 
 
 class TaskRecordPages(admin.ModelAdmin):
+    # Operators only (permissions of migration 0003); checked by the pages below and the list's actions.
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.retry_taskrecord")
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.requeue_dead_letters")
+
+    def has_schedules_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.manage_schedules")
+
     def get_urls(self) -> list:
         page = self.admin_site.admin_view
         return [
@@ -171,8 +182,8 @@ class TaskRecordPages(admin.ModelAdmin):
             raise PermissionDenied
         operations = {
             "run": lambda: f"{job_id}: queued as task {schedules.run_job_now(job_id, origin='admin')}",
-            "pause": lambda: (schedules.pause_job(job_id), f"{job_id}: paused")[1],
-            "resume": lambda: (schedules.resume_job(job_id), f"{job_id}: resumed")[1],
+            "pause": lambda: _done(schedules.pause_job, job_id, "paused"),
+            "resume": lambda: _done(schedules.resume_job, job_id, "resumed"),
         }
         if action not in operations:
             raise Http404("unknown action")
@@ -207,3 +218,8 @@ class TaskRecordPages(admin.ModelAdmin):
         flush_task_records()
         new = TaskRecord.objects.filter(message_id=new_id).first()
         return HttpResponseRedirect(reverse("admin:pipeline_taskrecord_change", args=[new.pk])) if new else back
+
+
+def _done(operation: Callable[[str], None], job_id: str, what: str) -> str:
+    operation(job_id)
+    return f"{job_id}: {what}"

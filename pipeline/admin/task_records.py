@@ -26,7 +26,7 @@ from pipeline.admin.pages import REFRESH_SECONDS, TaskRecordPages
 from pipeline.taskqueue import monitoring
 from pipeline.taskqueue.dead_letters import requeue_dead_letters
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
-from pipeline.taskqueue.models import TaskRecord
+from pipeline.taskqueue.models import TaskRecord, TaskRecordQuerySet
 from pipeline.taskqueue.names import Origin
 from pipeline.taskqueue.retrying import TaskNotRetryable, retry_task
 
@@ -80,12 +80,13 @@ class TaskRecordAdmin(TaskRecordPages):
 
     # --- list and detail ---
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskRecord]:
-        return super().get_queryset(request).with_duration()
+    def get_queryset(self, request: HttpRequest) -> TaskRecordQuerySet:
+        return TaskRecord.objects.all().with_duration()
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[TaskRecord], search_term: str
     ) -> tuple[QuerySet[TaskRecord], bool]:
+        assert isinstance(queryset, TaskRecordQuerySet)  # get_queryset's, filtered
         return queryset.search(search_term), False
 
     @admin.display(description="status", ordering="status")
@@ -147,23 +148,13 @@ class TaskRecordAdmin(TaskRecordPages):
     def has_change_permission(self, request: HttpRequest, obj: TaskRecord | None = None) -> bool:
         return False
 
-    def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.retry_taskrecord")
-
-    def has_requeue_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.requeue_dead_letters")
-
-    def has_schedules_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.manage_schedules")
-
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
-        if isinstance(response, TemplateResponse) and "cl" in response.context_data:
-            counts = monitoring.status_counts(response.context_data["cl"].queryset)
-            response.context_data["status_counts"] = [
-                (status, status_badge(status), count) for status, count in counts.items()
-            ]
-            response.context_data["refresh_seconds"] = REFRESH_SECONDS
+        context = response.context_data if isinstance(response, TemplateResponse) else None
+        if context is not None and "cl" in context:
+            counts = monitoring.status_counts(context["cl"].queryset)
+            context["status_counts"] = [(status, status_badge(status), count) for status, count in counts.items()]
+            context["refresh_seconds"] = REFRESH_SECONDS
         return response
 
     def change_view(

@@ -85,7 +85,7 @@ def assign_stories(article_ids: Sequence[int]) -> dict[str, int]:
         return {"stories_changed": 0}
     index = get_index()
     index.refresh(force=True)  # the articles just processed, and any committed by other workers
-    vectors = np.stack([vector_from_bytes(a.embedding) for a in articles])
+    vectors = np.stack([vector_from_bytes(a.embedding) for a in articles if a.embedding is not None])
     results = index.search(vectors, CANDIDATES + 1)
     close = {
         a.pk: [(other, score) for other, score in hits if other != a.pk and score >= STORY_SIMILARITY]
@@ -121,7 +121,7 @@ def assign_stories(article_ids: Sequence[int]) -> dict[str, int]:
                     groups.join(me["id"], other_id)
         changed = 0
         for members in groups.groups():
-            old_stories = {rows[m]["story_id"] for m in members if rows[m]["story_id"] is not None}
+            old_stories: set[int] = {rows[m]["story_id"] for m in members if rows[m]["story_id"] is not None}
             story = min([*members, *old_stories])
             # Whole stories move together: members, and every article already in a story being merged.
             changed += (

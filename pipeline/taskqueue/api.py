@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from pipeline.taskqueue.buffer import flush_task_records
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
-from pipeline.taskqueue.models import TaskRecord
+from pipeline.taskqueue.models import TaskRecord, TaskRecordQuerySet
 from pipeline.taskqueue.names import Origin
 from pipeline.taskqueue.retrying import TaskNotRetryable, retry_task
 from pipeline.taskqueue.serializers import TaskProblemSerializer, TaskRecordSerializer, TaskRetrySerializer
@@ -51,7 +51,7 @@ class TaskRecordFilter(django_filters.FilterSet):
     def filter_retry_of(self, queryset: QuerySet[TaskRecord], name: str, value: object) -> QuerySet[TaskRecord]:
         return queryset.filter(retry_of=str(value))
 
-    def filter_search(self, queryset: QuerySet[TaskRecord], name: str, value: str) -> QuerySet[TaskRecord]:
+    def filter_search(self, queryset: TaskRecordQuerySet, name: str, value: str) -> TaskRecordQuerySet:
         return queryset.search(value[:200])
 
 

@@ -17,11 +17,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dramatiq
 from dramatiq.common import q_name
 
 from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.broker import redis_client, text
 from pipeline.taskqueue.middleware import record_transition
 from pipeline.taskqueue.names import ATTEMPT_OFFSET_OPTION, Status
 from pipeline.taskqueue.rows import message_attempt
@@ -60,14 +62,14 @@ def dead_letter_queues(broker: dramatiq.Broker | None = None) -> list[str]:
     """Declared queues plus any queue that has dead letters in Redis (e.g. of an actor since removed)."""
     broker = broker or dramatiq.get_broker()
     names = {q_name(q) for q in broker.get_declared_queues()}
-    for key in broker.client.scan_iter(match=redis_keys.dead_letter_pattern(), count=500):
+    for key in redis_client(broker).scan_iter(match=redis_keys.dead_letter_pattern(), count=500):
         names.add(redis_keys.queue_of_dead_letter_key(key.decode() if isinstance(key, bytes) else key))
     return sorted(names)
 
 
 def count_dead_letters(queue_name: str, broker: dramatiq.Broker | None = None) -> int:
     broker = broker or dramatiq.get_broker()
-    return broker.client.zcard(_keys(queue_name)[0])
+    return redis_client(broker).zcard(_keys(queue_name)[0])
 
 
 def list_dead_letters(
@@ -79,15 +81,16 @@ def list_dead_letters(
     for queue in [queue_name] if queue_name else dead_letter_queues(broker):
         xq, xq_msgs = _keys(queue)
         end = -1 if limit is None else limit - 1
-        entries = broker.client.zrange(xq, 0, end, withscores=True)
+        client = redis_client(broker)
+        entries: list[Any] = client.zrange(xq, 0, end, withscores=True)  # (broker id, score) pairs
         if not entries:
             continue
-        bodies = broker.client.hmget(xq_msgs, [broker_id for broker_id, _ in entries])
+        bodies: list[Any] = client.hmget(xq_msgs, [broker_id for broker_id, _ in entries])
         for (broker_id, score), body in zip(entries, bodies, strict=True):
             letters.append(
                 DeadLetter(
                     queue_name=q_name(queue),
-                    broker_id=broker_id.decode() if isinstance(broker_id, bytes) else broker_id,
+                    broker_id=text(broker_id),
                     dead_lettered_at=datetime.fromtimestamp(score / 1000, UTC),
                     message=_decode(body),
                 )
@@ -115,7 +118,7 @@ def requeue_dead_letters(
     at the next attempt number once this process flushes its task records."""
     broker = broker or dramatiq.get_broker()
     wanted = set(message_ids) if message_ids is not None else None
-    move = broker.client.register_script(_MOVE)
+    move = redis_client(broker).register_script(_MOVE)
     requeued: list[str] = []
     for letter in list_dead_letters(queue_name, broker=broker):
         message = letter.message
@@ -125,7 +128,7 @@ def requeue_dead_letters(
         options = {k: v for k, v in message.options.items() if k not in {"eta", "retries", "redis_message_id"}}
         options[ATTEMPT_OFFSET_OPTION] = message_attempt(message)
         options["redis_message_id"] = str(uuid.uuid4())
-        fresh = dramatiq.Message(
+        fresh: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
             actor_name=message.actor_name,
             args=message.args,

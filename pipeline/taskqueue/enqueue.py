@@ -8,6 +8,7 @@ import dramatiq
 from django.db import transaction
 
 from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.broker import redis_client
 
 
 def send_on_commit(actor: dramatiq.Actor, *args: Any, origin: str, **kwargs: Any) -> str:
@@ -32,7 +33,7 @@ def send_coalesced_on_commit(actor: dramatiq.Actor, *, flag: str, delay_seconds:
 
     def send() -> None:
         key = redis_keys.send_requested(flag)
-        if actor.broker.client.set(key, "1", nx=True, ex=max(delay_seconds * 4, 60)):
+        if redis_client(actor.broker).set(key, "1", nx=True, ex=max(delay_seconds * 4, 60)):
             actor.send_with_options(delay=delay_seconds * 1000, origin=origin)
 
     transaction.on_commit(send, robust=True)

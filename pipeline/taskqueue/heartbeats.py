@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.broker import redis_client
 from pipeline.taskqueue.rows import worker_name
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ class LiveWorker:
 
 def live_workers(broker: dramatiq.Broker) -> list[LiveWorker]:
     """Every worker process whose heartbeat has not expired, by name."""
-    client = broker.client
+    client = redis_client(broker)
     keys = sorted(client.scan_iter(match=redis_keys.worker_heartbeat_pattern(), count=500))
     workers = []
     for raw in client.mget(keys) if keys else []:
@@ -78,11 +80,11 @@ class WorkerHeartbeatMiddleware(Middleware):
             self._thread.join(5)
             self._thread = None
             try:
-                broker.client.delete(redis_keys.worker_heartbeat(worker_name()))
+                redis_client(broker).delete(redis_keys.worker_heartbeat(worker_name()))
             except Exception:  # noqa: BLE001 - the key expires anyway
                 logger.debug("could not delete the heartbeat key", exc_info=True)
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._running[message.message_id] = {
             "message_id": message.message_id,
             "actor_name": message.actor_name,
@@ -92,12 +94,12 @@ class WorkerHeartbeatMiddleware(Middleware):
         }
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: Any = None
     ) -> None:
         self._running.pop(message.message_id, None)
         self._processed += 1
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._running.pop(message.message_id, None)
 
     def snapshot(self) -> dict[str, Any]:
@@ -115,7 +117,7 @@ class WorkerHeartbeatMiddleware(Middleware):
         key = redis_keys.worker_heartbeat(worker_name())
         while True:
             try:
-                broker.client.set(key, json.dumps(self.snapshot()), ex=HEARTBEAT_TTL_SECONDS)
+                redis_client(broker).set(key, json.dumps(self.snapshot()), ex=HEARTBEAT_TTL_SECONDS)
             except Exception:  # noqa: BLE001 - Redis down: the broker itself will say so
                 logger.debug("heartbeat failed", exc_info=True)
             if self._stop.wait(HEARTBEAT_INTERVAL_SECONDS):

@@ -61,9 +61,9 @@ class TaskCollector(Collector):
                 ("queued", s.queued),
             ):
                 finished.add_metric([s.actor_name, outcome], value)
-            for quantile, value in (("0.5", s.p50), ("0.95", s.p95)):
-                if value is not None:
-                    duration.add_metric([s.actor_name, quantile], value)
+            for quantile, seconds in (("0.5", s.p50), ("0.95", s.p95)):
+                if seconds is not None:
+                    duration.add_metric([s.actor_name, quantile], seconds)
         yield finished
         yield duration
 

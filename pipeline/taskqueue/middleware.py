@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
 from pipeline.taskqueue.buffer import BUFFER
@@ -60,15 +61,16 @@ class TaskRecordMiddleware(Middleware):
             status = Status.ENQUEUED
         BUFFER.add(Row(message, status, message_attempt(message)))
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         # Remembered on the message proxy: Retries bumps "retries" before the message is rejected.
-        message._newsrec_attempt = attempt = message_attempt(message)
+        attempt = message_attempt(message)
+        message._newsrec_attempt = attempt  # type: ignore[attr-defined]  # the proxy lives for this delivery
         BUFFER.add(Row(message, Status.RUNNING, attempt, started_at=_now(), worker=worker_name()))
 
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -81,21 +83,23 @@ class TaskRecordMiddleware(Middleware):
         # rejection to the dead-letter queue to "dead-lettered".
         BUFFER.add(Row(message, Status.FAILED, attempt, finished_at=_now(), **error_fields(exception)))
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         attempt = getattr(message, "_newsrec_attempt", None) or message_attempt(message)
         BUFFER.add(Row(message, Status.SKIPPED, attempt, finished_at=_now(), error_message="skipped (age limit)"))
 
-    def before_ack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         # Redis forgets the message once acknowledged: its final record must be in Postgres first.
         BUFFER.wait_for(message.message_id)
 
-    def before_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         BUFFER.wait_for(message.message_id)
 
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         exception = getattr(message, "_exception", None)
         if isinstance(exception, SkipMessage):
             return  # recorded as skipped (it waits in the dead-letter queue all the same)
         attempt = getattr(message, "_newsrec_attempt", None) or message_attempt(message)
-        fields = error_fields(exception) if exception is not None else {}
-        BUFFER.add(Row(message, Status.DEAD_LETTERED, attempt, finished_at=_now(), **fields))
+        if exception is not None:
+            BUFFER.add(Row(message, Status.DEAD_LETTERED, attempt, finished_at=_now(), **error_fields(exception)))
+        else:
+            BUFFER.add(Row(message, Status.DEAD_LETTERED, attempt, finished_at=_now()))

@@ -15,6 +15,7 @@ import dramatiq
 from django.db import connection
 from django.db.models import Count, QuerySet
 
+from pipeline.taskqueue.broker import redis_client
 from pipeline.taskqueue.dead_letters import dead_letter_queues, queue_keys
 from pipeline.taskqueue.heartbeats import HEARTBEAT_TTL_SECONDS, LiveWorker
 from pipeline.taskqueue.models import TaskRecord
@@ -35,7 +36,7 @@ class QueueDepth:
 def queue_depths(broker: dramatiq.Broker | None = None) -> list[QueueDepth]:
     broker = broker or dramatiq.get_broker()
     names = dead_letter_queues(broker)
-    pipe = broker.client.pipeline(transaction=False)
+    pipe = redis_client(broker).pipeline(transaction=False)
     for name in names:
         keys = queue_keys(name)
         pipe.llen(keys["ready"])

@@ -27,6 +27,7 @@ import threading
 
 import dramatiq
 from django.conf import settings
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from dramatiq.worker import WorkerThread
 
@@ -50,13 +51,13 @@ class WorkerRecycling(Middleware):
         if self.max_tasks > 0:
             self.parent_pid = os.getppid()
 
-    def after_ack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._count(message)
 
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._count(message)
 
-    def _count(self, message: dramatiq.Message) -> None:
+    def _count(self, message: MessageProxy) -> None:
         if self.parent_pid is None or message.queue_name not in self.queues:
             return
         with self.lock:

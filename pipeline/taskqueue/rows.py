@@ -12,14 +12,18 @@ import os
 import socket
 import traceback as tb
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 
 from pipeline.taskqueue.names import ATTEMPT_OFFSET_OPTION, FINISHED_RANK, STATUS_RANK
 
 RESULT_MAX_BYTES = 16 * 1024
 TEXT_MAX_CHARS = 10_000
+
+# A message as producers have it, or as a worker holds it during one delivery.
+AnyMessage = dramatiq.Message[Any] | MessageProxy
 
 _worker_name: tuple[int, str] | None = None
 
@@ -95,7 +99,7 @@ class Row:
 
     def __init__(
         self,
-        message: dramatiq.Message,
+        message: AnyMessage,
         status: str,
         attempt: int,
         *,
@@ -160,12 +164,18 @@ def merge_rows(old: Row, new: Row) -> Row:
     return old
 
 
-def message_attempt(message: dramatiq.Message) -> int:
+def message_attempt(message: AnyMessage) -> int:
     options = message.options
     return options.get("retries", 0) + 1 + options.get(ATTEMPT_OFFSET_OPTION, 0)
 
 
-def error_fields(exception: BaseException) -> dict[str, str]:
+class ErrorFields(TypedDict):
+    error_type: str
+    error_message: str
+    traceback: str
+
+
+def error_fields(exception: BaseException) -> ErrorFields:
     try:
         message = str(exception)
     except Exception:  # noqa: BLE001 - a broken __str__ must not crash the worker

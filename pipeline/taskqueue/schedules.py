@@ -23,6 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
 
 from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.broker import redis_client, text
 from pipeline.taskqueue.buffer import flush_task_records
 from pipeline.taskqueue.models import TaskRecord
 from pipeline.taskqueue.names import Origin
@@ -33,11 +34,6 @@ SLOT_KEY_TTL_SECONDS = 24 * 3600
 ALIVE_TTL_SECONDS = 90
 # A job runs a few milliseconds after its fire time; looking back this far finds the slot it runs for.
 SLOT_LOOKBACK = timedelta(seconds=30)
-
-
-def redis_client() -> redis.Redis:
-    """The broker's client: one connection pool per process, and the same Redis the queues are in."""
-    return dramatiq.get_broker().client
 
 
 def slot_for(trigger: CronTrigger, now: datetime) -> datetime:
@@ -89,7 +85,7 @@ def mark_scheduler_alive(client: redis.Redis) -> None:
 def scheduler_alive(client: redis.Redis | None = None) -> str | None:
     """host:pid of a running scheduler, or None when none has refreshed its heartbeat lately."""
     value = (client or redis_client()).get(redis_keys.scheduler_alive())
-    return value.decode() if value else None
+    return text(value) if value else None
 
 
 # --- The admin's schedules page ---
@@ -123,10 +119,10 @@ def schedule_overview(client: redis.Redis | None = None) -> list[ScheduledJob]:
     """Every job of settings.SCHEDULE with its trigger, next run, last run and that run's outcome."""
     client = client or redis_client()
     now = datetime.now(UTC)
-    paused = {p.decode() for p in client.smembers(redis_keys.schedule_paused())}
+    paused = {text(p) for p in client.smembers(redis_keys.schedule_paused())}
     jobs = []
     for job_id, spec in settings.SCHEDULE.items():
-        last = {k.decode(): v.decode() for k, v in client.hgetall(redis_keys.schedule_last_run(job_id)).items()}
+        last = {text(k): text(v) for k, v in client.hgetall(redis_keys.schedule_last_run(job_id)).items()}
         trigger = CronTrigger.from_crontab(spec["cron"], timezone=UTC)
         jobs.append(
             ScheduledJob(

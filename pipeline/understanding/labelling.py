@@ -25,7 +25,7 @@ def label_article(article: Article, topic: Topic | None) -> Article:
             article.topic, article.topic_confidence, article.classified_by = None, None, ""
             if article.embedding is not None and in_force.model is not None:
                 predicted, confidence = in_force.model.predict(vector_from_bytes(article.embedding))
-                article.topic_id, article.topic_confidence = int(predicted[0]), float(confidence[0])
+                article.topic_id, article.topic_confidence = int(str(predicted[0])), float(confidence[0])
                 article.classified_by = in_force.classified_by
         article.save(update_fields=["topic", "topic_confidence", "classified_by"])
     return article

@@ -46,7 +46,7 @@ _TABLE = Article._meta.db_table
 _CLAIM = f"""
 UPDATE {_TABLE} SET claimed_by = %(claim)s, claimed_at = statement_timestamp()
 WHERE id = ANY(%(ids)s) AND status = %(pending)s
-  AND (claimed_by = '' OR claimed_by = %(claim)s OR claimed_at < statement_timestamp() - %(ttl)s)
+  AND (claimed_by = '' OR claimed_by = %(claim)s OR claimed_at < statement_timestamp() - %(ttl)s::interval)
 RETURNING id, title, summary, content
 """
 # Topic columns: a person's label (classified_by human) outranks any classifier, and an article that
@@ -99,7 +99,12 @@ def claim_articles(article_ids: Sequence[int], claim: str) -> list[_Claimed]:
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM,
-            {"claim": claim, "ids": [int(i) for i in article_ids], "pending": Article.Status.PENDING, "ttl": CLAIM_TTL},
+            {
+                "claim": claim,
+                "ids": [int(i) for i in article_ids],
+                "pending": Article.Status.PENDING,
+                "ttl": f"{CLAIM_TTL.total_seconds():.0f} seconds",
+            },
         )
         rows = sorted(cursor.fetchall())
     return [
@@ -134,7 +139,7 @@ def process_articles(article_ids: Sequence[int], *, claim: str | None = None) ->
     confidences: list[float] = []
     if vectors is not None and in_force.model is not None:
         topic_ids, probabilities = in_force.model.predict(vectors)
-        predicted, confidences = [int(t) for t in topic_ids], [float(p) for p in probabilities]
+        predicted, confidences = [int(str(t)) for t in topic_ids], [float(p) for p in probabilities]
 
     embeddings: list[bytes | None] = [None] * len(claimed)
     topics: list[int | None] = [None] * len(claimed)

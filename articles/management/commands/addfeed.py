@@ -12,12 +12,12 @@ from pipeline.taskqueue.names import Origin
 class Command(BaseCommand):
     help = "Add a feed by URL and queue its first scrape."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("url")
         parser.add_argument("--title", default="")
         parser.add_argument("--no-scrape", action="store_true", help="Only store the feed; the scheduler polls it.")
 
-    def handle(self, *args, url: str, title: str, no_scrape: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, url: str, title: str, no_scrape: bool, **options) -> None:
         try:
             feed, created = add_feed(url, title=title)
         except ValidationError as error:

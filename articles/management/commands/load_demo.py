@@ -13,7 +13,7 @@ from articles.services import add_feed
 class Command(BaseCommand):
     help = "Load the starter topics and the demo feeds (served by this server); in demo mode also a demo admin."
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options) -> None:
         for topic in demo_topics():
             Topic.objects.get_or_create(name=topic["name"], defaults={"description": topic["description"]})
         for feed in demo_feeds():

@@ -14,10 +14,10 @@ from pipeline.taskqueue.names import Origin
 class Command(BaseCommand):
     help = "Process pending articles: queue the sweep for the workers, or embed and classify here with --sync."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--sync", action="store_true", help="Process every pending article in this process")
 
-    def handle(self, *args, sync: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, sync: bool, **options) -> None:
         if not sync:
             task_id = send_on_commit(process_pending_articles, origin=Origin.COMMAND)
             self.stdout.write(f"queued: task {task_id}")

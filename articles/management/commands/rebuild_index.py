@@ -14,10 +14,10 @@ class Command(BaseCommand):
         "on their own; the next process to start loads this file."
     )
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    def handle(self, *args, no_progress: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, no_progress: bool, **options) -> None:
         started = time.monotonic()
         index = vector_index.build_from_database(progress=not no_progress)
         path = index.save()

@@ -13,13 +13,13 @@ from pipeline.taskqueue.names import Origin
 class Command(BaseCommand):
     help = "Scrape one feed (--feed ID) or all due feeds; queued for the workers, or in-process with --sync."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--feed", type=int, help="Feed id; default: every feed that is due")
         parser.add_argument(
             "--sync", action="store_true", help="Run the actors here and now, then process the new articles"
         )
 
-    def handle(self, *args, feed: int | None, sync: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, feed: int | None, sync: bool, **options) -> None:
         if feed is not None and not Feed.objects.filter(pk=feed).exists():
             raise CommandError(f"feed {feed} does not exist")
         if not sync:

@@ -11,14 +11,14 @@ from pipeline.search.similarity import check_k, check_query, search_articles, su
 class Command(BaseCommand):
     help = "Semantic search over processed articles, as GET /api/search/?q=…&k=… answers it."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("query", help="the text to search for")
         parser.add_argument("--k", default=DEFAULT_K, help=f"how many articles (1-{MAX_K}, default {DEFAULT_K})")
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the API's JSON instead of a table"
         )
 
-    def handle(self, *args, query: str, k: str, as_json: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, query: str, k: str, as_json: bool, **options) -> None:
         try:
             text, count = check_query(query), check_k(k)
         except ValueError as error:

@@ -11,14 +11,14 @@ from pipeline.search.similarity import NotEmbedded, check_k, similar_articles, s
 class Command(BaseCommand):
     help = "Articles similar to one article, as GET /api/articles/{id}/similar/?k=… answers it."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("article_id", type=int)
         parser.add_argument("--k", default=DEFAULT_K, help=f"how many articles (1-{MAX_K}, default {DEFAULT_K})")
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the API's JSON instead of a table"
         )
 
-    def handle(self, *args, article_id: int, k: str, as_json: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, article_id: int, k: str, as_json: bool, **options) -> None:
         try:
             count = check_k(k)
         except ValueError as error:

@@ -11,7 +11,7 @@ from pipeline.taskqueue.retention import purge_task_records
 class Command(BaseCommand):
     help = "Delete task records older than TASK_RECORD_RETENTION_DAYS (or --days), in short batches."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument(
             "--days",
             type=float,
@@ -19,7 +19,7 @@ class Command(BaseCommand):
             help=f"age in days (default TASK_RECORD_RETENTION_DAYS={settings.TASK_RECORD_RETENTION_DAYS})",
         )
 
-    def handle(self, *args, days: float | None = None, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, days: float | None = None, **options) -> None:
         if days is not None and days < 0:
             raise CommandError("--days must not be negative")
         deleted = purge_task_records(older_than=timedelta(days=days) if days is not None else None)

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         "in flight and dead-lettered per queue, live workers and what they run, stuck tasks."
     )
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument(
             "--dead-letters",
             type=int,
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             help="list up to N dead letters per queue (default 10, 0 for none)",
         )
 
-    def handle(self, *args, dead_letters: int = 10, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, dead_letters: int = 10, **options) -> None:
         try:
             with queue_errors_as_unavailable():
                 depths = monitoring.queue_depths()
@@ -59,7 +59,7 @@ class Command(BaseCommand):
             out("dead letters (oldest first):")
             for d in letters:
                 actor = d.message.actor_name if d.message else "(undecodable)"
-                args = d.message.args if d.message else ""
+                args = str(d.message.args) if d.message else ""
                 out(
                     f"  {d.queue_name}  {d.message_id or d.broker_id}  {actor}{args}  at {d.dead_lettered_at:%Y-%m-%d %H:%M:%S}"
                 )

@@ -9,11 +9,11 @@ from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavaila
 class Command(BaseCommand):
     help = "Put dead-lettered messages back on their queues (all queues, one queue, or given task ids)."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--queue", help="only this queue's dead letters")
         parser.add_argument("task_ids", nargs="*", help="only these tasks (message ids)")
 
-    def handle(self, *args, queue: str | None = None, task_ids: list[str] | None = None, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, queue: str | None = None, task_ids: list[str] | None = None, **options) -> None:
         try:
             with queue_errors_as_unavailable():
                 if queue and queue not in dead_letter_queues():
