@@ -2,7 +2,8 @@
 
 Each worker process rewrites its key every few seconds with a TTL a few times longer, so a worker that
 dies (even by SIGKILL) drops off the queues page within `HEARTBEAT_TTL_SECONDS`; a task record still
-"running" on a worker without a heartbeat is flagged there as stuck.
+"running" on a worker without a heartbeat is flagged there as stuck. The same thread asks for queue
+maintenance on a clock (pipeline.taskqueue.maintenance), so a dead worker's messages come back in time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from pipeline.taskqueue import redis_keys
-from pipeline.taskqueue.broker import redis_client
+from pipeline.taskqueue.broker import redis_broker, redis_client
+from pipeline.taskqueue.maintenance import MAINTENANCE_EVERY_SECONDS, force_maintenance
 from pipeline.taskqueue.rows import worker_name
 
 logger = logging.getLogger(__name__)
@@ -115,9 +117,14 @@ class WorkerHeartbeatMiddleware(Middleware):
 
     def _beat(self, broker: dramatiq.Broker) -> None:
         key = redis_keys.worker_heartbeat(worker_name())
+        last_maintenance = time.monotonic()
         while True:
             try:
                 redis_client(broker).set(key, json.dumps(self.snapshot()), ex=HEARTBEAT_TTL_SECONDS)
+                if time.monotonic() - last_maintenance >= MAINTENANCE_EVERY_SECONDS:
+                    last_maintenance = time.monotonic()
+                    for queue in self._queues:
+                        force_maintenance(redis_broker(broker), queue)
             except Exception:  # noqa: BLE001 - Redis down: the broker itself will say so
                 logger.debug("heartbeat failed", exc_info=True)
             if self._stop.wait(HEARTBEAT_INTERVAL_SECONDS):
