@@ -136,7 +136,8 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
     while it holds messages: a scraping worker in the middle of slow fetches, a processing worker in
     the middle of a batch. supervisord restarts them; the messages come back within 2 minutes; every
     article is stored and processed exactly once."""
-    feeds = SlowFeedServer(feeds=4, items_per_feed=25, delay=15.0, slow_hits=1)
+    # Each first fetch is held 25 s (inside the 30 s fetch budget): in flight long enough to be killed.
+    feeds = SlowFeedServer(feeds=4, items_per_feed=25, delay=25.0, slow_hits=1)
     try:
         fresh.run_django(
             "from articles.models import Feed\n"
@@ -151,7 +152,7 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
             return worker_process_of(supervisor.pid, queue)
 
         # Processing first, until its model is loaded and batches flow: on a loaded machine loading the
-        # model can take longer than the 15 s fetches, which would be over before the kill otherwise.
+        # model can take longer than the slow fetches, which would be over before the kill otherwise.
         fresh.manage("process")
         processing_child = wait_until(lambda: worker_child("processing"), timeout=60, what="processing worker")
         wait_until(
@@ -161,7 +162,7 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
         )
         fresh.manage("scrape")
         scraping_child = wait_until(lambda: worker_child("scraping"), timeout=60, what="scraping worker")
-        # All four first fetches under way (each takes 15 s), and processing in the middle of a batch.
+        # All four first fetches under way (each takes 25 s), and processing in the middle of a batch.
         wait_until(lambda: sum(feeds.hits.values()) >= 4, timeout=60, what="the four feeds being fetched")
         wait_until(
             lambda: (
