@@ -303,6 +303,16 @@ FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", []) + (
 )
 PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
 
+# --- Budgets for work on untrusted input (pipeline/feeds/budget.py) ---
+# Parsing a feed (and any other work run through run_with_budget) happens in a pooled child process
+# that is killed once it has used this much CPU time or this much time in all; the feed then records
+# the failure and backs off.
+FEED_PARSE_CPU_SECONDS = env_int("FEED_PARSE_CPU_SECONDS", 5)
+FEED_PARSE_WALL_SECONDS = env_int("FEED_PARSE_WALL_SECONDS", 30)
+# Child processes per worker process (callers beyond wait for one), and each one's address-space cap.
+FEED_PARSE_PROCESSES = env_int("FEED_PARSE_PROCESSES", 4)
+FEED_PARSE_MEMORY_MB = env_int("FEED_PARSE_MEMORY_MB", 1024)
+
 # Periodic batches (cron expressions, UTC). The scheduler only enqueues; the actors sweep the database.
 SCHEDULE = {
     # Task records older than TASK_RECORD_RETENTION_DAYS, deleted in short batches.
