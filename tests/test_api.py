@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 
@@ -10,6 +9,7 @@ from articles.models import Article, Feed
 from pipeline import actors
 from pipeline.feeds.scraping import scrape_feed
 from pipeline.taskqueue.models import TaskRecord
+from tests.support.in_process_worker import in_process_worker
 
 # Committed transactions, as in production: messages are sent on commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,13 +65,9 @@ def test_unknown_task_is_404(api):
 def test_finished_task_shows_its_result(api, feed, broker):
     """Run a queued message through a real in-process worker and read the outcome by task id."""
     message = actors.scrape_feed.send_with_options(args=(feed.pk,), kwargs={"chain": False}, origin="api")
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-    try:
+    with in_process_worker(broker) as worker:
         broker.join(actors.scrape_feed.queue_name, timeout=30_000)
         worker.join()
-    finally:
-        worker.stop()
     body = api.get(f"/api/tasks/{message.message_id}/").json()
     assert body["status"] == "succeeded", body
     assert body["result"]["status"] == "ok" and len(body["result"]["new_article_ids"]) == 2

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from newsrec.settings import redis_url_with_timeouts
+from tests.support.in_process_worker import in_process_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,13 +92,9 @@ def test_stored_results_are_json(broker):
     from pipeline.actors import scrape_feed
 
     message = scrape_feed.send(999_999)  # no such feed: a small "skipped" result
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-    try:
+    with in_process_worker(broker) as worker:
         broker.join(scrape_feed.queue_name, timeout=30_000)
         worker.join()
-    finally:
-        worker.stop()
     backend = next(m for m in broker.middleware if type(m).__name__ == "Results").backend
     raw = backend.client.lindex(backend.build_message_key(message), 0)  # a one-item list, for BLPOP
     assert raw is not None and not raw.startswith(b"\x80")

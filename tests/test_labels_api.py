@@ -10,6 +10,7 @@ from django.test import Client
 from articles.models import Article, Feed, Topic, TopicClassifier
 from pipeline import actors
 from pipeline.understanding.processing import process_articles
+from tests.support.in_process_worker import in_process_worker
 
 # Committed transactions, as in production: retraining is queued on commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,13 +126,9 @@ def test_a_burst_of_labels_queues_one_retraining_and_a_worker_trains(auth_api, a
         assert auth_api.patch(f"/api/articles/{article.pk}/", {"topic": name}, format="json").status_code == 200
     assert queued_retrainings(broker) == 1
 
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-    try:
+    with in_process_worker(broker) as worker:
         broker.join(actors.PROCESSING, timeout=60_000)
         worker.join()
-    finally:
-        worker.stop()
     classifier = TopicClassifier.objects.get(is_active=True)
     assert classifier.label_counts == {str(topics["sport"].pk): 2, str(topics["business"].pk): 2}
 
