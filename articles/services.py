@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -21,6 +21,18 @@ PROCESSING_CLAIM_TTL = timedelta(minutes=30)
 PROCESSING_ENQUEUE_GRACE = timedelta(minutes=1)
 
 _validate_url = URLValidator(schemes=["http", "https"])
+
+# claim_due_feeds; the inner SELECT uses feed_due_idx (WHERE is_active AND next_fetch_at <= …).
+_CLAIM_DUE_FEEDS = f"""
+UPDATE {Feed._meta.db_table} SET next_fetch_at = %(now)s + fetch_interval * interval '1 second'
+WHERE id IN (
+    SELECT id FROM {Feed._meta.db_table}
+    WHERE is_active AND next_fetch_at <= %(due)s
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
 
 
 def normalise_feed_url(url: str) -> str:
@@ -40,19 +52,15 @@ def add_feed(url: str, *, title: str = "") -> tuple[Feed, bool]:
 def claim_due_feeds(*, now: datetime | None = None, slack: timedelta = timedelta(seconds=60)) -> list[int]:
     """Ids of active feeds due for a poll, pushed one interval ahead so the next sweep skips them.
 
+    One statement for any number of feeds (at 10,000 feeds an UPDATE per feed was 10,000 round
+    trips inside one transaction). SKIP LOCKED leaves a feed another sweep is claiming to that sweep.
     The slack lets a feed polled a few seconds after the last sweep count as due at the next one.
     A claimed feed whose scrape message is lost is simply due again one interval later.
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            Feed.objects.select_for_update(skip_locked=True)
-            .filter(is_active=True, next_fetch_at__lte=now + slack)
-            .values_list("id", "fetch_interval")
-        )
-        for feed_id, interval in due:
-            Feed.objects.filter(pk=feed_id).update(next_fetch_at=now + timedelta(seconds=interval))
-    return [feed_id for feed_id, _ in due]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_DUE_FEEDS, {"now": now, "due": now + slack})
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def claim_pending_articles(
