@@ -1,7 +1,8 @@
-"""What worker recycling (WORKER_MAX_TASKS_PER_CHILD) costs: the same batch of articles processed by a
-real processing worker with recycling off (the reference) and with a restart every 5 messages, on a
-private Postgres and Redis (tests/support/faults.py). Reports the time per restart, the throughput ratio, the
-overhead projected for the default of 50, and the worker process's resident memory."""
+"""What worker recycling costs: the same batch of articles processed by a real processing worker with
+recycling off (the reference), at the defaults (a resident-memory ceiling, WORKER_MAX_MEMORY_PER_CHILD_MB,
+and no message count) and with a restart every 5 messages (WORKER_MAX_TASKS_PER_CHILD=5), on a private
+Postgres and Redis (tests/support/faults.py). Reports the time per restart, the throughput ratios, what a
+restart every 50 messages would cost, and the worker process's resident memory."""
 
 from __future__ import annotations
 
@@ -23,12 +24,17 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _process_batch(stack, max_tasks: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _process_batch(stack, max_tasks: int, max_memory_mb: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from tests.support.faults import starts, wait_until
 
     stack.reset()
     stack.insert_pending_articles(ARTICLES)
-    worker = stack.start_worker("processing", WORKER_MAX_TASKS_PER_CHILD=str(max_tasks), PROCESSING_BATCH_SIZE="32")
+    worker = stack.start_worker(
+        "processing",
+        WORKER_MAX_TASKS_PER_CHILD=str(max_tasks),
+        WORKER_MAX_MEMORY_PER_CHILD_MB=str(max_memory_mb),
+        PROCESSING_BATCH_SIZE="32",
+    )
     wait_until(worker.children, timeout=60, what="worker process")
     peak = {"rss": 0.0}
     stop = threading.Event()
@@ -59,22 +65,28 @@ def _process_batch(stack, max_tasks: int) -> dict[str, float]:  # type: ignore[n
 
 
 def run() -> dict:
+    from django.conf import settings
+
     from tests.support.faults import Stack
 
     with Stack.running() as stack:
         stack.load_topics()
-        _process_batch(stack, 0)  # warm the page cache (model files, Python modules)
-        reference = _process_batch(stack, 0)
-        recycled = _process_batch(stack, EVERY)
+        _process_batch(stack, 0, 0)  # warm the page cache (model files, Python modules)
+        reference = _process_batch(stack, 0, 0)
+        defaults = _process_batch(stack, 0, settings.WORKER_MAX_MEMORY_PER_CHILD_MB)
+        recycled = _process_batch(stack, EVERY, 0)
     restarts = recycled["processes"] - 1
     per_restart = (recycled["seconds"] - reference["seconds"]) / max(restarts, 1)
     per_message = reference["seconds"] / (ARTICLES / 32 + 1)
     projected = per_restart / (50 * per_message)
     return {
-        "title": "Worker recycling (WORKER_MAX_TASKS_PER_CHILD)",
+        "title": "Worker recycling (WORKER_MAX_MEMORY_PER_CHILD_MB, WORKER_MAX_TASKS_PER_CHILD)",
         "figures": {
             "reference_seconds": round(reference["seconds"], 1),
             "recycled_seconds": round(recycled["seconds"], 1),
+            "defaults_seconds": round(defaults["seconds"], 1),
+            "defaults_restarts": defaults["processes"] - 1,
+            "throughput_ratio_defaults_vs_reference": round(reference["seconds"] / defaults["seconds"], 3),
             "throughput_ratio_recycled_vs_reference": round(reference["seconds"] / recycled["seconds"], 3),
             "restarts": restarts,
             "seconds_per_restart": round(per_restart, 2),
@@ -86,6 +98,12 @@ def run() -> dict:
             ["run", "seconds", "worker processes", "peak RSS (MB)"],
             ["recycling off (reference)", f"{reference['seconds']:.1f}", 1, f"{reference['peak_rss_mb']:.0f}"],
             [
+                f"defaults: memory ceiling {settings.WORKER_MAX_MEMORY_PER_CHILD_MB} MB, no message count",
+                f"{defaults['seconds']:.1f}",
+                defaults["processes"],
+                f"{defaults['peak_rss_mb']:.0f}",
+            ],
+            [
                 f"restart every {EVERY} messages",
                 f"{recycled['seconds']:.1f}",
                 recycled["processes"],
@@ -94,7 +112,9 @@ def run() -> dict:
         ],
         "notes": (
             f"{ARTICLES} articles in batches of 32 (31 messages with the sweep) through one real processing worker. "
-            f"A restart costs {per_restart:.1f} s (graceful stop, re-exec, Django and model load); at the default "
-            f"of one restart per 50 messages that is {projected:.1%} of the processing time."
+            f"A restart costs {per_restart:.1f} s (graceful stop, re-exec, Django and model load); one restart per 50 "
+            f"messages would cost {projected:.1%} of the processing time. At the defaults a process restarts only "
+            f"when its resident memory passes the ceiling: {defaults['processes'] - 1} restarts in this run. One "
+            "run each, short synthetic articles: the peak RSS says how far below the ceiling a worker stays."
         ),
     }
