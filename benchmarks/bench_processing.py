@@ -76,10 +76,10 @@ def _pipeline_batch_seconds(batch: list[int]) -> float:
 
 
 def _encode_seconds(texts: list[str]) -> float:
-    """The raw model: `SentenceTransformer.encode`, batch size 32, as embed_texts calls it."""
-    from pipeline.understanding.embedding import get_model
+    """The raw model: `SentenceTransformer.encode`, batch size 32, as embed_texts calls it (same precision)."""
+    from pipeline.understanding.embedding import get_model, precision_in_force
 
-    model = get_model()
+    model = get_model(precision=precision_in_force())
     started = time.perf_counter()
     model.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     return time.perf_counter() - started
@@ -90,7 +90,7 @@ def run() -> dict:
 
     from articles.models import Article
     from pipeline.search import vector_index
-    from pipeline.understanding.embedding import article_text, get_model
+    from pipeline.understanding.embedding import article_text, get_model, precision_in_force
     from pipeline.understanding.topic_models import active_topic_model
 
     texts, _ = read_bbc()
@@ -103,7 +103,7 @@ def run() -> dict:
     settings.VECTOR_INDEX_PATH = ROOT / "var" / "bench-cache" / "bench-processing-index.npz"
     vector_index.reset_index()
     # Steady state of a worker: model, topic model and index loaded before the first batch.
-    get_model()
+    get_model(precision=precision_in_force())
     active_topic_model()
     vector_index.get_index()
     _encode_seconds(embedded_texts[:32])

@@ -14,9 +14,10 @@ CACHE_DIR = ROOT / "var" / "bench-cache"
 
 def cached_embeddings(texts: list[str], name: str) -> np.ndarray:
     """Embeddings of `texts` by the configured model, computed once and kept under var/bench-cache/."""
-    from pipeline.understanding.embedding import default_model_path, embed_texts
+    from pipeline.understanding.embedding import default_model_path, embed_texts, precision_in_force
 
-    key = hashlib.sha256(("\n".join(texts) + "\0" + default_model_path()).encode()).hexdigest()[:16]
+    key_text = "\n".join(texts) + "\0" + default_model_path() + "\0" + precision_in_force()
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     path = CACHE_DIR / f"{name}-{key}.npy"
     if path.exists():
         return np.load(path)

@@ -393,3 +393,10 @@ VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)
 # messages pays even while memory stays flat (pipeline/taskqueue/recycling.py). 2 GB: a processing worker
 # peaks at ~650 MB with a small vector index, and the index adds ~540 MB per 100k articles.
 WORKER_MAX_MEMORY_PER_CHILD_MB = env_int("WORKER_MAX_MEMORY_PER_CHILD_MB", 2048)
+# Precision of the embedding model: fp32 (as shipped), bf16 (torch autocast; fast only on processors with
+# native bf16: AVX-512 BF16 or AMX), or auto (bf16 where /proc/cpuinfo shows those flags, else fp32). Web and
+# workers must agree so search queries are embedded as the stored vectors were; `make bench BENCH=precision`
+# measured speed and agreement with fp32 (BENCHMARKS.md) before the default was chosen.
+EMBEDDING_PRECISION = env_str("EMBEDDING_PRECISION", "fp32").strip().lower()
+if EMBEDDING_PRECISION not in ("auto", "fp32", "bf16"):
+    raise ImproperlyConfigured(f"EMBEDDING_PRECISION must be auto, fp32 or bf16, not {EMBEDDING_PRECISION!r}")

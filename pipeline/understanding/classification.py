@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.understanding.embedding import EMBEDDING_DIM, embed_texts
+from pipeline.understanding.embedding import EMBEDDING_DIM, embed_texts, precision_in_force
 
 # Softmax temperature over cosine similarities. On news topics 0.03 makes the mean
 # confidence match zero-shot accuracy (minimum log-loss on the BBC set lay at 0.025-0.03).
@@ -40,7 +40,7 @@ _PROMPT_TEMPLATE = "This news article is about {}."
 # points of zero-shot accuracy, whatever the wording of the description.
 _DESCRIPTION_ITEMS = re.compile(r"[,;:()/]")
 
-_topic_vector_cache: dict[tuple[str, str, str | None], np.ndarray] = {}
+_topic_vector_cache: dict[tuple[str, str, str | None, str], np.ndarray] = {}
 _topic_vector_lock = threading.Lock()
 
 
@@ -102,20 +102,22 @@ def topic_prompts(name: str, description: str = "") -> list[str]:
 def embed_topics(topics: Iterable[tuple[str, str]], model_path: str | None = None) -> np.ndarray:
     """Unit vectors, one row per (name, description), embedded once per process and cached."""
     topics = [(name, description or "") for name, description in topics]
-    missing = [t for t in topics if (t[0], t[1], model_path) not in _topic_vector_cache]
+    # Keyed by precision too: a topic vector is compared with article vectors made at the same precision.
+    precision = precision_in_force()
+    missing = [t for t in topics if (t[0], t[1], model_path, precision) not in _topic_vector_cache]
     if missing:
         prompt_lists = [topic_prompts(name, description) for name, description in missing]
         flat = [prompt for prompts in prompt_lists for prompt in prompts]
-        embedded = embed_texts(flat, model_path=model_path)
+        embedded = embed_texts(flat, model_path=model_path, precision=precision)
         start = 0
         with _topic_vector_lock:
             for topic, prompts in zip(missing, prompt_lists):
                 mean = embedded[start : start + len(prompts)].mean(axis=0)
                 start += len(prompts)
-                _topic_vector_cache[(topic[0], topic[1], model_path)] = _unit(mean)
+                _topic_vector_cache[(topic[0], topic[1], model_path, precision)] = _unit(mean)
     if not topics:
         return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
-    return np.stack([_topic_vector_cache[(name, desc, model_path)] for name, desc in topics])
+    return np.stack([_topic_vector_cache[(name, desc, model_path, precision)] for name, desc in topics])
 
 
 def zero_shot_model(

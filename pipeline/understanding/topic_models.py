@@ -15,6 +15,7 @@ from django.db import connection
 
 from articles.models import Topic, TopicClassifier
 from pipeline.understanding.classification import LinearTopicModel, embed_topics, zero_shot_model
+from pipeline.understanding.embedding import precision_in_force
 
 ZERO_SHOT = "zero_shot"
 SUPERVISED = "supervised"
@@ -37,7 +38,8 @@ class TopicModelInForce:
     classifier_id: int | None = None  # the TopicClassifier row, when supervised
 
 
-_cache: dict[tuple[int | None, str | None], TopicModelInForce] = {}
+# Keyed by the fingerprint and the embedding precision (zero-shot topic vectors are made at it).
+_cache: dict[tuple[int | None, str | None, str], TopicModelInForce] = {}
 _lock = threading.Lock()
 
 
@@ -77,7 +79,7 @@ def restrict_to_topics(model: LinearTopicModel, topic_ids: list[int]) -> LinearT
 
 def topic_model_in_force() -> TopicModelInForce:
     """The current topic model and its kind; cached per process, rebuilt when topics or classifiers change."""
-    key = _fingerprint()
+    key = (*_fingerprint(), precision_in_force())
     found = _cache.get(key)
     if found is not None:
         return found
