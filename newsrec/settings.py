@@ -384,3 +384,8 @@ VECTOR_INDEX_REFRESH_MS = env_int("VECTOR_INDEX_REFRESH_MS", 1000)
 VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 30)
 # A full (id, processed_at) comparison with Postgres this often heals anything the overlap missed.
 VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)
+
+# --- issue-13: quality you can trust ---
+# Embeddings of evaluation corpora (evaluate_classifier, benchmarks), computed once per machine and kept
+# out of the repository: embedding the BBC set costs minutes on a shared 2-core machine.
+EMBEDDING_CACHE_DIR = Path(env_str("EMBEDDING_CACHE_DIR", str(BASE_DIR / "var" / "embedding-cache")))
