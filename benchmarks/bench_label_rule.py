@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -76,10 +77,13 @@ def run() -> dict:
                 scored = test if SCORE_ON == "test" else np.setdiff1d(dev, rows)
                 truth = [categories[i] for i in scored]
                 zero_test = _accuracy(zero_shot, vectors[scored], truth)
-                validation = cross_validate(vectors[rows], labels, topic_vectors, min_advantage_se=margin)
+                # Below two labels of a topic the floor keeps zero-shot (as TOPIC_MIN_LABELS does).
+                floor_met = min(Counter(labels)[t] for t in topics) >= 2
+                if floor_met:
+                    validation = cross_validate(vectors[rows], labels, topic_vectors, min_advantage_se=margin)
                 supervised = train_supervised(vectors[rows], labels, topic_vectors)
                 supervised_test = _accuracy(supervised, vectors[scored], truth)
-                takes_over = validation.decision == SUPERVISED
+                takes_over = floor_met and validation.decision == SUPERVISED
                 adopted += takes_over
                 always.append(supervised_test)
                 chosen.append(supervised_test if takes_over else zero_test)

@@ -27,6 +27,7 @@ from pipeline.understanding.classification import (
     train_supervised,
     zero_shot_model,
 )
+from pipeline.understanding.cross_validation import SUPERVISED, cross_validate
 from pipeline.understanding.embedding import article_text, embed_texts
 from pipeline.understanding.embedding_cache import cached_embeddings
 
@@ -172,7 +173,7 @@ def evaluate_vectors(
         if min(pool_counts[t] for t in topics) <= n_shots:
             result["few_shot"].append({"shots": n_shots, "skipped": "a topic has too few rows"})
             continue
-        accuracies, errors = [], []
+        accuracies, errors, adopted = [], [], 0
         for _ in range(draws):
             train = np.concatenate(
                 [
@@ -181,7 +182,14 @@ def evaluate_vectors(
                 ]
             )
             scored = np.setdiff1d(rows, train)
-            model = train_supervised(vectors[train], [topics[i] for i in full_labels[train]], topic_vector_map)
+            drawn = [topics[i] for i in full_labels[train]]
+            # As production trains it: calibrated on its cross-validation folds, which also decide
+            # whether it would take over from zero-shot.
+            model = train_supervised(vectors[train], drawn, topic_vector_map)
+            if n_shots >= 2:  # cross-validation needs two labels of every topic
+                validation = cross_validate(vectors[train], drawn, topic_vector_map)
+                model = model.scaled(validation.logit_scale)
+                adopted += validation.decision == SUPERVISED
             predicted, confidences = model.predict(vectors[scored])
             correct = np.array([p == topics[i] for p, i in zip(predicted, full_labels[scored])])
             accuracies.append(correct.mean())
@@ -194,6 +202,7 @@ def evaluate_vectors(
                 "accuracy_min": _rate(np.min(accuracies)),
                 "accuracy_max": _rate(np.max(accuracies)),
                 "ece": _rate(np.median(errors)),
+                "takes_over": adopted,
             }
         )
 

@@ -6,6 +6,10 @@ are split into stratified folds; for each fold the supervised model is trained o
 and it and the zero-shot model (which trains on nothing) classify the held-out labels. The supervised
 model takes over only when it is right more often, by more than `MIN_ADVANTAGE_SE` standard errors of
 the paired per-label difference: a lead that one or two labels could reverse is noise.
+
+The same out-of-fold predictions calibrate the supervised model: logistic regression on a few dozen
+labels is far less confident than it is right (its expected calibration error was 33 % at 8 labels per
+topic on the BBC development half), so one factor that scales its logits is fitted to them by log-loss.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ FOLDS = 5
 MIN_ADVANTAGE_SE = 1.0
 # Fixed, so the same labels always give the same folds and the same decision.
 FOLD_SEED = 0
+# Logit scale factors tried when calibrating (log-spaced; 1 = as trained).
+_SCALES = np.exp(np.linspace(np.log(0.25), np.log(40.0), 61))
 
 SUPERVISED = "supervised"
 ZERO_SHOT = "zero_shot"
@@ -40,6 +46,7 @@ class CrossValidation:
     labels: int
     decision: str  # SUPERVISED or ZERO_SHOT
     reason: str
+    logit_scale: float = 1.0  # multiply the supervised model's logits by this to calibrate it
 
 
 def stratified_folds(labels: Sequence[Hashable], folds: int, seed: int = FOLD_SEED) -> np.ndarray:
@@ -87,12 +94,16 @@ def cross_validate(
 
     fold_of = stratified_folds(label_list, folds)
     supervised_correct = np.zeros(len(label_list))
+    # Out-of-fold logits, columns in `classes` order, for calibration.
+    logits = np.zeros((len(label_list), len(classes)))
     for fold in range(folds):
         held_out = np.flatnonzero(fold_of == fold)
         training = np.flatnonzero(fold_of != fold)
         model = train_supervised(vectors[training], [label_list[i] for i in training], topic_vectors)
         predicted, _ = model.predict(vectors[held_out])
         supervised_correct[held_out] = [p == label_list[i] for p, i in zip(predicted, held_out)]
+        columns = [model.classes.index(c) for c in classes]
+        logits[held_out] = (vectors[held_out] @ model.coef.T + model.intercept)[:, columns]
 
     difference = supervised_correct - zero_correct
     advantage = float(difference.mean())
@@ -109,4 +120,25 @@ def cross_validate(
             ZERO_SHOT,
             f"{scores}: supervised is not ahead by more than {min_advantage_se:g} standard error, zero-shot stays",
         )
-    return CrossValidation(supervised_accuracy, zero_shot_accuracy, se, folds, len(label_list), decision, reason)
+    targets = np.array([classes.index(label) for label in label_list])
+    return CrossValidation(
+        supervised_accuracy,
+        zero_shot_accuracy,
+        se,
+        folds,
+        len(label_list),
+        decision,
+        reason,
+        logit_scale=fit_logit_scale(logits, targets),
+    )
+
+
+def fit_logit_scale(logits: np.ndarray, targets: np.ndarray) -> float:
+    """The factor on `logits` that minimises the log-loss of `targets` (temperature scaling)."""
+    losses = []
+    for scale in _SCALES:
+        scaled = logits * scale
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        log_probabilities = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        losses.append(-log_probabilities[np.arange(len(targets)), targets].mean())
+    return float(_SCALES[int(np.argmin(losses))])

@@ -122,7 +122,8 @@ def retrain_topic_classifier(*, min_per_topic: int | None = None) -> TrainingOut
             zip(topic_ids, embed_topics([(name, description) for _, name, description in topics]), strict=True)
         )
         validation = cross_validate(vectors, targets, topic_vectors)
-        model = train_supervised(vectors, targets, topic_vectors)
+        # Calibrated on the folds' held-out predictions, so its confidence reads as a probability.
+        model = train_supervised(vectors, targets, topic_vectors).scaled(validation.logit_scale)
         adopted = validation.decision == TopicClassifier.Decision.SUPERVISED
         # A supervised model that no longer wins on today's labels is retired too.
         active.update(is_active=False)

@@ -112,7 +112,7 @@ class Command(BaseCommand):
                 lines.append(
                     f"{few['shots']:>3}-shot    accuracy {few['accuracy']:.2%}"
                     f" (median of {few['draws']} draws, {few['accuracy_min']:.2%}-{few['accuracy_max']:.2%};"
-                    f" ECE {few['ece']:.2%})"
+                    f" ECE {few['ece']:.2%}; takes over from zero-shot in {few['takes_over']} of {few['draws']})"
                 )
         k = neighbours["k"]
         lines += [
