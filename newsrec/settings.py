@@ -390,3 +390,8 @@ VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)
 # Embeddings of evaluation corpora (evaluate_classifier, benchmarks), computed once per machine and kept
 # out of the repository: embedding the BBC set costs minutes on a shared 2-core machine.
 EMBEDDING_CACHE_DIR = Path(env_str("EMBEDDING_CACHE_DIR", str(BASE_DIR / "var" / "embedding-cache")))
+# Zero-shot learns from unlabelled articles: a topic's vector is re-centred on the newest articles it
+# confidently receives once it has this many (pipeline/understanding/recentring.py; +2.2 points on the
+# BBC test half). Below it the description alone decides, so a new install or a rare topic is unchanged;
+# 0 turns re-centring off.
+TOPIC_RECENTRE_MIN_ARTICLES = env_int("TOPIC_RECENTRE_MIN_ARTICLES", 50)

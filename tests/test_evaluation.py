@@ -162,6 +162,8 @@ def test_command_prints_json_for_a_small_csv(tmp_path: Path, capsys: pytest.Capt
     assert result["neighbours"]["precision"] >= 0.5
     assert result["descriptions"]["business"] == ""
     assert result["split"]["name"] == "all" and "ece" in result["zero_shot"]
+    # Four articles a topic are far below TOPIC_RECENTRE_MIN_ARTICLES: re-centring changes nothing.
+    assert result["zero_shot_recentred"]["accuracy"] == result["zero_shot"]["accuracy"]
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # embedded once, kept for the next run
 
     # The test half: only its rows are scored, few-shot labels come from the development half.

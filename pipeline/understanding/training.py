@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from articles.models import Article, Topic, TopicClassifier
-from pipeline.understanding.classification import embed_topics, supervised_ready, train_supervised
+from pipeline.understanding.classification import supervised_ready, train_supervised
 from pipeline.understanding.cross_validation import cross_validate
 from pipeline.understanding.embedding import EMBEDDING_DIM, vector_from_bytes
-from pipeline.understanding.topic_models import SUPERVISED, topic_model_in_force
+from pipeline.understanding.topic_models import SUPERVISED, topic_model_in_force, zero_shot_topic_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,8 @@ def retrain_topic_classifier(*, min_per_topic: int | None = None) -> TrainingOut
             targets.append(topic_id)
         vectors = vectors[: len(targets)]
         # The zero-shot prior keeps the model sensible while labels are few; the same vectors are the
-        # zero-shot model it has to beat.
-        topic_vectors = dict(
-            zip(topic_ids, embed_topics([(name, description) for _, name, description in topics]), strict=True)
-        )
+        # zero-shot model in force, the one it has to beat.
+        topic_vectors = dict(zip(topic_ids, zero_shot_topic_vectors(topics), strict=True))
         validation = cross_validate(vectors, targets, topic_vectors)
         # Calibrated on the folds' held-out predictions, so its confidence reads as a probability.
         model = train_supervised(vectors, targets, topic_vectors).scaled(validation.logit_scale)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline.search.dataset_split import ALL, SPLITS
@@ -86,6 +87,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             split=options["split"],
             cache=not options["no_cache"],
+            recentre_min_articles=settings.TOPIC_RECENTRE_MIN_ARTICLES,
         )
         if options["json"]:
             self.stdout.write(json.dumps(result))
@@ -104,6 +106,16 @@ class Command(BaseCommand):
             f" ECE {result['zero_shot']['ece']:.2%})",
             "            per topic: "
             + ", ".join(f"{topic} {rate:.1%}" for topic, rate in result["zero_shot"]["per_topic"].items()),
+            *(
+                [
+                    f"re-centred  accuracy {result['zero_shot_recentred']['accuracy']:.2%}"
+                    f" (mean confidence {result['zero_shot_recentred']['mean_confidence']:.2%},"
+                    f" ECE {result['zero_shot_recentred']['ece']:.2%}; on the scored rows, as the pipeline does;"
+                    " few-shot priors and similar articles below use it)"
+                ]
+                if "zero_shot_recentred" in result
+                else []
+            ),
         ]
         for few in result["few_shot"]:
             if "skipped" in few:
