@@ -9,12 +9,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Feed, Topic, TopicClassifier
 from pipeline.actors import request_retraining, scrape_feed
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.taskqueue.names import Origin
 from pipeline.understanding.labelling import label_article
+from pipeline.understanding.training import topic_model_status
 
 
 @admin.register(Topic)
@@ -91,3 +92,36 @@ class ArticleAdmin(admin.ModelAdmin):
         if confirmed:
             request_retraining()
         self.message_user(request, f"Confirmed {confirmed} topic(s) as labels.", messages.SUCCESS)
+
+
+@admin.register(TopicClassifier)
+class TopicClassifierAdmin(admin.ModelAdmin):
+    """Every trained classifier with both cross-validated accuracies and the decision; the page's header
+    says which model is in force and why. Written by training only: read-only here."""
+
+    list_display = (
+        "trained_at",
+        "is_active",
+        "decision",
+        "supervised_cv_accuracy",
+        "zero_shot_cv_accuracy",
+        "cv_folds",
+        "labels",
+        "decision_reason",
+    )
+    list_filter = ["is_active", "decision"]
+    fields = (*list_display, "label_counts")
+    readonly_fields = fields
+
+    @admin.display(description="labels")
+    def labels(self, obj: TopicClassifier) -> int:
+        return sum(obj.label_counts.values())
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TopicClassifier | None = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        return super().changelist_view(request, {**(extra_context or {}), "status": topic_model_status()})

@@ -212,8 +212,14 @@ class Interaction(models.Model):
 class TopicClassifier(models.Model):
     """A trained supervised topic model, stored as JSON (no pickle) so any process on any machine can load it.
 
-    The newest active row is the one processing uses; without one, topics are zero-shot.
+    The newest active row is the one processing uses; without one, topics are zero-shot. A row is made
+    active only when cross-validation on the labels says it beats zero-shot (`decision`); a row that
+    lost is kept, inactive, so the admin can show why zero-shot is still in force.
     """
+
+    class Decision(models.TextChoices):
+        SUPERVISED = "supervised", "supervised takes over"
+        ZERO_SHOT = "zero_shot", "zero-shot stays"
 
     params = models.JSONField(help_text="pipeline.understanding.classification.LinearTopicModel.to_dict()")
     label_counts = models.JSONField(default=dict, help_text="labelled articles per topic at training time")
@@ -221,6 +227,14 @@ class TopicClassifier(models.Model):
     labels_digest = models.CharField(max_length=64, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     trained_at = models.DateTimeField(default=timezone.now)
+    # Cross-validated on the labels (pipeline.understanding.cross_validation), both on the same folds;
+    # empty on rows trained before the rule existed.
+    supervised_cv_accuracy = models.FloatField(null=True, blank=True)
+    zero_shot_cv_accuracy = models.FloatField(null=True, blank=True)
+    cv_folds = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Rows trained before cross-validation were adopted by label count alone: supervised.
+    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.SUPERVISED)
+    decision_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-trained_at"]

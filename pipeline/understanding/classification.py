@@ -63,6 +63,13 @@ class LinearTopicModel:
         labels = [self.classes[i] for i in best]
         return labels, probabilities[np.arange(len(best)), best]
 
+    def scaled(self, factor: float) -> LinearTopicModel:
+        """The same model with its logits multiplied by `factor`: same predictions, sharper or softer
+        confidences (how a calibration temperature is applied)."""
+        return LinearTopicModel(
+            self.classes, (self.coef * factor).astype(np.float32), (self.intercept * factor).astype(np.float32)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: classes as given, weights as base64 little-endian float32."""
         return {

@@ -1,5 +1,6 @@
 """The topic model in force: the newest active supervised TopicClassifier when it covers today's
-topics, else zero-shot over the Topic rows. Classes are topic ids.
+topics, else zero-shot over the Topic rows (re-centred on the articles it confidently classifies,
+pipeline.understanding.recentring). Classes are topic ids.
 
 Each process keeps the model it built and checks a one-query fingerprint of the topics and the
 newest active classifier on every call, so a retraining committed by a worker on another machine,
@@ -11,21 +12,27 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+from django.conf import settings
 from django.db import connection
 
-from articles.models import Topic, TopicClassifier
+from articles.models import Article, Topic, TopicClassifier
+from pipeline.understanding import recentring
 from pipeline.understanding.classification import LinearTopicModel, embed_topics, zero_shot_model
 from pipeline.understanding.embedding import precision_in_force
 
 ZERO_SHOT = "zero_shot"
 SUPERVISED = "supervised"
 
-# One round trip: the newest active classifier and a digest of every topic's id, name and description.
+# One round trip: the newest active classifier, a digest of every topic's id, name and description, and
+# which block of recentring.EVERY_ARTICLES article ids the newest article is in (zero-shot is re-centred
+# again when it changes; max(id) is one step down the primary key index).
 _FINGERPRINT = f"""
 SELECT
     (SELECT id FROM {TopicClassifier._meta.db_table} WHERE is_active ORDER BY trained_at DESC, id DESC LIMIT 1),
     (SELECT md5(string_agg(id::text || chr(31) || name || chr(31) || description, chr(30) ORDER BY id))
-     FROM {Topic._meta.db_table})
+     FROM {Topic._meta.db_table}),
+    (SELECT max(id) / {recentring.EVERY_ARTICLES} FROM {Article._meta.db_table})
 """
 
 
@@ -39,15 +46,26 @@ class TopicModelInForce:
 
 
 # Keyed by the fingerprint and the embedding precision (zero-shot topic vectors are made at it).
-_cache: dict[tuple[int | None, str | None, str], TopicModelInForce] = {}
+_cache: dict[tuple[int | None, str | None, int | None, str], TopicModelInForce] = {}
 _lock = threading.Lock()
 
 
-def _fingerprint() -> tuple[int | None, str | None]:
+def _fingerprint() -> tuple[int | None, str | None, int | None]:
     with connection.cursor() as cursor:
         cursor.execute(_FINGERPRINT)
-        classifier_id, topics_digest = cursor.fetchone()
-    return classifier_id, topics_digest
+        classifier_id, topics_digest, article_block = cursor.fetchone()
+    return classifier_id, topics_digest, article_block
+
+
+def zero_shot_topic_vectors(topics: list[tuple[int, str, str]]) -> np.ndarray:
+    """The zero-shot vectors in force for (id, name, description) rows: the descriptions' embeddings,
+    re-centred on the newest articles when `TOPIC_RECENTRE_MIN_ARTICLES` allows."""
+    vectors = embed_topics([(name, description) for _, name, description in topics])
+    if settings.TOPIC_RECENTRE_MIN_ARTICLES > 0:
+        vectors = recentring.recentre_topic_vectors(
+            vectors, recentring.newest_article_vectors(), min_articles=settings.TOPIC_RECENTRE_MIN_ARTICLES
+        )
+    return vectors
 
 
 def _build(classifier_id: int | None) -> TopicModelInForce:
@@ -60,8 +78,7 @@ def _build(classifier_id: int | None) -> TopicModelInForce:
         supervised = restrict_to_topics(LinearTopicModel.from_dict(row.params), topic_ids) if row else None
         if supervised is not None:
             return TopicModelInForce(supervised, SUPERVISED, classifier_id)
-    topic_vectors = embed_topics([(name, description) for _, name, description in topics])
-    return TopicModelInForce(zero_shot_model(topic_ids, topic_vectors), ZERO_SHOT)
+    return TopicModelInForce(zero_shot_model(topic_ids, zero_shot_topic_vectors(topics)), ZERO_SHOT)
 
 
 def restrict_to_topics(model: LinearTopicModel, topic_ids: list[int]) -> LinearTopicModel | None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipeline.search.dataset_split import ALL, SPLITS
 from pipeline.search.evaluation import (
     DEFAULT_DRAWS,
     DEFAULT_SHOTS,
@@ -26,8 +28,9 @@ def _shots(value: str) -> list[int]:
 
 class Command(BaseCommand):
     help = (
-        "Score zero-shot and few-shot topic classification and similar-article precision@k "
-        "on a labelled CSV (no database needed)."
+        "Score zero-shot and few-shot topic classification (accuracy and expected calibration error) and "
+        "similar-article precision@k on a labelled CSV, on the development or test half of a fixed split "
+        "(no database needed)."
     )
     # Pure computation on a file: no checks, so it runs without a reachable database.
     requires_system_checks: list[str] = []
@@ -44,7 +47,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="random draws per shots value")
         parser.add_argument("--k", type=int, default=10, help="neighbours scored for precision@k")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot label draws")
+        parser.add_argument(
+            "--split",
+            choices=SPLITS,
+            default=ALL,
+            help="rows scored: the development half (tune here), the test half (report here) or all; "
+            "the halves are fixed (pipeline.search.dataset_split.SPLIT_SEED) and few-shot labels always "
+            "come from the development half unless all is asked for (default %(default)s)",
+        )
+        parser.add_argument(
+            "--no-cache", action="store_true", help="embed again instead of reading settings.EMBEDDING_CACHE_DIR"
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -64,7 +78,16 @@ class Command(BaseCommand):
                 self.stderr.write(f"descriptions for labels not in the CSV, ignored: {', '.join(unknown)}")
 
         result = evaluate_classifier(
-            texts, labels, descriptions, shots=shots, draws=options["draws"], k=options["k"], seed=options["seed"]
+            texts,
+            labels,
+            descriptions,
+            shots=shots,
+            draws=options["draws"],
+            k=options["k"],
+            seed=options["seed"],
+            split=options["split"],
+            cache=not options["no_cache"],
+            recentre_min_articles=settings.TOPIC_RECENTRE_MIN_ARTICLES,
         )
         if options["json"]:
             self.stdout.write(json.dumps(result))
@@ -74,12 +97,25 @@ class Command(BaseCommand):
     def _table(self, result: dict[str, Any]) -> str:
         topics = ", ".join(f"{topic} {count}" for topic, count in result["topics"].items())
         neighbours = result["neighbours"]
+        split = result["split"]
         lines = [
+            f"split       {split['name']} (seed {split['seed']}: dev {split['dev']} rows, test {split['test']} rows)",
             f"rows        {result['rows']} ({topics}); embedded in {result['embedding_seconds']} s",
             f"zero-shot   accuracy {result['zero_shot']['accuracy']:.2%}"
-            f" (mean confidence {result['zero_shot']['mean_confidence']:.2%})",
+            f" (mean confidence {result['zero_shot']['mean_confidence']:.2%},"
+            f" ECE {result['zero_shot']['ece']:.2%})",
             "            per topic: "
             + ", ".join(f"{topic} {rate:.1%}" for topic, rate in result["zero_shot"]["per_topic"].items()),
+            *(
+                [
+                    f"re-centred  accuracy {result['zero_shot_recentred']['accuracy']:.2%}"
+                    f" (mean confidence {result['zero_shot_recentred']['mean_confidence']:.2%},"
+                    f" ECE {result['zero_shot_recentred']['ece']:.2%}; on the scored rows, as the pipeline does;"
+                    " few-shot priors and similar articles below use it)"
+                ]
+                if "zero_shot_recentred" in result
+                else []
+            ),
         ]
         for few in result["few_shot"]:
             if "skipped" in few:
@@ -87,7 +123,8 @@ class Command(BaseCommand):
             else:
                 lines.append(
                     f"{few['shots']:>3}-shot    accuracy {few['accuracy']:.2%}"
-                    f" (mean of {few['draws']} draws, {few['accuracy_min']:.2%}-{few['accuracy_max']:.2%})"
+                    f" (median of {few['draws']} draws, {few['accuracy_min']:.2%}-{few['accuracy_max']:.2%};"
+                    f" ECE {few['ece']:.2%}; takes over from zero-shot in {few['takes_over']} of {few['draws']})"
                 )
         k = neighbours["k"]
         lines += [
