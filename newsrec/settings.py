@@ -384,3 +384,13 @@ VECTOR_INDEX_REFRESH_MS = env_int("VECTOR_INDEX_REFRESH_MS", 1000)
 VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 30)
 # A full (id, processed_at) comparison with Postgres this often heals anything the overlap missed.
 VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)
+
+# --- issue-14: hostile input ---
+# Cheap structure checks run before a feed is parsed or sanitised (pipeline/feeds/markup_limits.py):
+# parsers take more than linear time on deep nesting and on attribute floods, and no real feed needs
+# more than a few dozen of either. A feed over a limit is refused as a recorded failure.
+FEED_MAX_NESTING_DEPTH = env_int("FEED_MAX_NESTING_DEPTH", 256)
+FEED_MAX_ATTRIBUTES = env_int("FEED_MAX_ATTRIBUTES", 256)
+# One entry's summary or content is cut to this many characters before sanitising (a long article is
+# ~100,000 characters; the body cap alone would let one field be 15 MiB).
+FEED_MAX_FIELD_CHARS = env_int("FEED_MAX_FIELD_CHARS", 1_000_000)
