@@ -394,3 +394,12 @@ FEED_MAX_ATTRIBUTES = env_int("FEED_MAX_ATTRIBUTES", 256)
 # One entry's summary or content is cut to this many characters before sanitising (a long article is
 # ~100,000 characters; the body cap alone would let one field be 15 MiB).
 FEED_MAX_FIELD_CHARS = env_int("FEED_MAX_FIELD_CHARS", 1_000_000)
+# JSON request bodies (newsrec/api_parsers.py): json.loads recurses once per level, so a 2 KB body of
+# "[[[…" was a RecursionError (500); no endpoint takes more than a few levels or a few kilobytes.
+API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 1024 * 1024)
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32)
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "newsrec.api_parsers.BoundedJSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]

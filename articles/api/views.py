@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from articles.api.filters import ArticleFilter
+from articles.api.ids import ID_PATTERN
 from articles.api.serializers import ArticleLabelSerializer, ArticleSerializer, FeedSerializer, TopicSerializer
 from articles.models import Article, Feed, Topic
 from pipeline.actors import process_pending_articles, request_retraining, scrape_feed
@@ -45,6 +46,7 @@ def enqueue_or_503(request: Request, send: Callable[[], str]) -> Response:
 class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Feed.objects.all()
     serializer_class = FeedSerializer
+    lookup_value_regex = ID_PATTERN
     filterset_fields = ["is_active"]
 
     @action(detail=True, methods=["post"])
@@ -56,6 +58,7 @@ class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retriev
 class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Article.objects.select_related("topic")
     serializer_class = ArticleSerializer
+    lookup_value_regex = ID_PATTERN
     filterset_class = ArticleFilter
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -71,6 +74,7 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
 class TopicViewSet(viewsets.ModelViewSet):
     queryset = Topic.objects.all()
     serializer_class = TopicSerializer
+    lookup_value_regex = ID_PATTERN
 
 
 class ProcessArticlesView(APIView):
