@@ -403,3 +403,8 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
     "rest_framework.parsers.FormParser",
     "rest_framework.parsers.MultiPartParser",
 ]
+# Proxies in front of the web server that append the client's address to X-Forwarded-For (a load
+# balancer, say: 1). With 0 the header is ignored and throttles count the connection's address; with
+# a number but fewer proxies really there, clients could pick their own address (newsrec/throttling.py).
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = API_TRUSTED_PROXIES  # the same rule for any DRF code that asks
