@@ -408,3 +408,6 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
 # a number but fewer proxies really there, clients could pick their own address (newsrec/throttling.py).
 API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0)
 REST_FRAMEWORK["NUM_PROXIES"] = API_TRUSTED_PROXIES  # the same rule for any DRF code that asks
+# Roles (articles/roles.py): reads as API_PUBLIC_READS says, each write needs the model permissions its
+# view names; the admin checks the same ones.
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["articles.api.permissions.RolePermission"]

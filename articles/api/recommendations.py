@@ -53,7 +53,7 @@ def _article_or_404(article_id: str) -> Article:
 class InteractionView(APIView):
     """POST {"kind": "read" | "like" | "dismiss"}: 201 when recorded, 200 when it already was."""
 
-    permission_classes = [IsAuthenticated]
+    write_permissions = {"post": ["articles.add_interaction"]}  # readers (articles/roles.py)
 
     def post(self, request: Request, article_id: str) -> Response:
         article = _article_or_404(article_id)

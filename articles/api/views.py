@@ -47,6 +47,8 @@ class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retriev
     queryset = Feed.objects.all()
     serializer_class = FeedSerializer
     lookup_value_regex = ID_PATTERN
+    # Roles: operators (articles/roles.py, checked by articles/api/permissions.py).
+    write_permissions = {"create": ["articles.add_feed"], "scrape": ["articles.scrape_feed"]}
     filterset_fields = ["is_active"]
 
     @action(detail=True, methods=["post"])
@@ -59,6 +61,7 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Article.objects.select_related("topic")
     serializer_class = ArticleSerializer
     lookup_value_regex = ID_PATTERN
+    write_permissions = {"partial_update": ["articles.change_article"]}  # a label, as in the admin
     filterset_class = ArticleFilter
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -75,10 +78,19 @@ class TopicViewSet(viewsets.ModelViewSet):
     queryset = Topic.objects.all()
     serializer_class = TopicSerializer
     lookup_value_regex = ID_PATTERN
+    # Topics drive everyone's classification: operators only.
+    write_permissions = {
+        "create": ["articles.add_topic"],
+        "update": ["articles.change_topic"],
+        "partial_update": ["articles.change_topic"],
+        "destroy": ["articles.delete_topic"],
+    }
 
 
 class ProcessArticlesView(APIView):
     """Queue processing of every pending article; answers with the sweep's task id."""
+
+    write_permissions = {"post": ["articles.process_articles"]}
 
     def post(self, request: Request) -> Response:
         return enqueue_or_503(request, lambda: send_on_commit(process_pending_articles, origin=Origin.API))
