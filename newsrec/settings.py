@@ -296,11 +296,9 @@ FEED_TOTAL_TIMEOUT_SECONDS = env_int("FEED_TOTAL_TIMEOUT_SECONDS", 30)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 15 * 1024 * 1024)
 FEED_MAX_BACKOFF_SECONDS = env_int("FEED_MAX_BACKOFF_SECONDS", 24 * 3600)
 FEED_DISABLE_AFTER_FAILURES = env_int("FEED_DISABLE_AFTER_FAILURES", 10)
-# Hosts (names or CIDRs) the fetcher may reach although they resolve to non-public addresses.
-# Demo mode adds loopback so the demo feeds served by this server can be fetched.
-FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", []) + (
-    ["127.0.0.1", "localhost", "::1"] if DEMO_MODE else []
-)
+# Hosts (names or CIDRs, each optionally ":port") the fetcher may reach although they resolve to
+# non-public addresses. Demo mode adds this server's own port on loopback (below, after PORT).
+FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", [])
 PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
 
 # --- Budgets for work on untrusted input (pipeline/feeds/budget.py) ---
@@ -411,3 +409,7 @@ REST_FRAMEWORK["NUM_PROXIES"] = API_TRUSTED_PROXIES  # the same rule for any DRF
 # Roles (articles/roles.py): reads as API_PUBLIC_READS says, each write needs the model permissions its
 # view names; the admin checks the same ones.
 REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["articles.api.permissions.RolePermission"]
+# Demo mode fetches the demo feeds this web server serves: loopback on its own port only, so a demo
+# feed URL cannot reach Redis, Postgres or any other service listening on loopback.
+if DEMO_MODE:
+    FEED_ALLOWED_PRIVATE_HOSTS += [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"[::1]:{PORT}"]
