@@ -33,7 +33,11 @@ class FeedAdmin(admin.ModelAdmin):
     readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + ["created_at"]
     actions = ["scrape_now"]
 
-    @admin.action(description="Scrape the selected feeds now")
+    # The permission the API's scrape action needs too (articles/roles.py).
+    def has_scrape_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("articles.scrape_feed")
+
+    @admin.action(description="Scrape the selected feeds now", permissions=["scrape"])
     def scrape_now(self, request: HttpRequest, queryset: QuerySet[Feed]) -> None:
         try:
             with queue_errors_as_unavailable():
@@ -82,7 +86,7 @@ class ArticleAdmin(admin.ModelAdmin):
             label_article(obj, obj.topic)
             request_retraining()
 
-    @admin.action(description="Confirm the selected articles' topics as labels")
+    @admin.action(description="Confirm the selected articles' topics as labels", permissions=["change"])
     def confirm_topics(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
         confirmed = 0
         labelled_by_classifier = queryset.filter(topic__isnull=False).exclude(classified_by=Article.ClassifiedBy.HUMAN)

@@ -64,6 +64,8 @@ class Feed(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Roles (articles/roles.py): the API's scrape action and the admin's "Scrape now" both check it.
+        permissions = [("scrape_feed", "Can queue a scrape of a feed")]
         indexes = [
             # scrape_due_feeds: WHERE is_active AND next_fetch_at <= now
             models.Index(fields=["next_fetch_at"], condition=models.Q(is_active=True), name="feed_due_idx"),
@@ -166,6 +168,8 @@ class Article(models.Model):
 
     class Meta:
         ordering = ["-published_at", "-id"]
+        # Roles (articles/roles.py): POST /api/process-articles/ checks it.
+        permissions = [("process_articles", "Can queue processing of pending articles")]
         constraints = [
             models.UniqueConstraint(fields=["feed", "guid"], name="article_unique_guid_per_feed"),
         ]

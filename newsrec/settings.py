@@ -297,11 +297,9 @@ FEED_TOTAL_TIMEOUT_SECONDS = env_int("FEED_TOTAL_TIMEOUT_SECONDS", 30)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 15 * 1024 * 1024)
 FEED_MAX_BACKOFF_SECONDS = env_int("FEED_MAX_BACKOFF_SECONDS", 24 * 3600)
 FEED_DISABLE_AFTER_FAILURES = env_int("FEED_DISABLE_AFTER_FAILURES", 10)
-# Hosts (names or CIDRs) the fetcher may reach although they resolve to non-public addresses.
-# Demo mode adds loopback so the demo feeds served by this server can be fetched.
-FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", []) + (
-    ["127.0.0.1", "localhost", "::1"] if DEMO_MODE else []
-)
+# Hosts (names or CIDRs, each optionally ":port") the fetcher may reach although they resolve to
+# non-public addresses. Demo mode adds this server's own port on loopback (below, after PORT).
+FEED_ALLOWED_PRIVATE_HOSTS = env_list("FEED_ALLOWED_PRIVATE_HOSTS", [])
 PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
 
 # --- Budgets for work on untrusted input (pipeline/feeds/budget.py) ---
@@ -410,3 +408,33 @@ EMBEDDING_CACHE_DIR = Path(env_str("EMBEDDING_CACHE_DIR", str(BASE_DIR / "var" /
 # BBC test half). Below it the description alone decides, so a new install or a rare topic is unchanged;
 # 0 turns re-centring off.
 TOPIC_RECENTRE_MIN_ARTICLES = env_int("TOPIC_RECENTRE_MIN_ARTICLES", 50)
+# --- issue-14: hostile input ---
+# Cheap structure checks run before a feed is parsed or sanitised (pipeline/feeds/markup_limits.py):
+# parsers take more than linear time on deep nesting and on attribute floods, and no real feed needs
+# more than a few dozen of either. A feed over a limit is refused as a recorded failure.
+FEED_MAX_NESTING_DEPTH = env_int("FEED_MAX_NESTING_DEPTH", 256)
+FEED_MAX_ATTRIBUTES = env_int("FEED_MAX_ATTRIBUTES", 256)
+# One entry's summary or content is cut to this many characters before sanitising (a long article is
+# ~100,000 characters; the body cap alone would let one field be 15 MiB).
+FEED_MAX_FIELD_CHARS = env_int("FEED_MAX_FIELD_CHARS", 1_000_000)
+# JSON request bodies (newsrec/api_parsers.py): json.loads recurses once per level, so a 2 KB body of
+# "[[[…" was a RecursionError (500); no endpoint takes more than a few levels or a few kilobytes.
+API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 1024 * 1024)
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32)
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "newsrec.api_parsers.BoundedJSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
+# Proxies in front of the web server that append the client's address to X-Forwarded-For (a load
+# balancer, say: 1). With 0 the header is ignored and throttles count the connection's address; with
+# a number but fewer proxies really there, clients could pick their own address (newsrec/throttling.py).
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = API_TRUSTED_PROXIES  # the same rule for any DRF code that asks
+# Roles (articles/roles.py): reads as API_PUBLIC_READS says, each write needs the model permissions its
+# view names; the admin checks the same ones.
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["articles.api.permissions.RolePermission"]
+# Demo mode fetches the demo feeds this web server serves: loopback on its own port only, so a demo
+# feed URL cannot reach Redis, Postgres or any other service listening on loopback.
+if DEMO_MODE:
+    FEED_ALLOWED_PRIVATE_HOSTS += [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"[::1]:{PORT}"]

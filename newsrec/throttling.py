@@ -5,6 +5,10 @@ search runs the embedding model on the query, so those two are what a client can
 from settings.API_THROTTLE_RATES at request time. Counters live in the Django cache (Redis, shared
 by every web process); if the cache is unreachable the request is let through rather than failed:
 a Redis outage must not turn every write into a 500.
+
+Anonymous clients are counted by address, and the address is the connection's unless
+settings.API_TRUSTED_PROXIES says how many proxies in front append to X-Forwarded-For: trusting the
+header with none in front would let any client reset its own count by sending a new value each time.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class _SettingsRateThrottle(SimpleRateThrottle):
     def applies(self, request: Request, view: APIView) -> bool:
         raise NotImplementedError
 
+    def get_ident(self, request: Request) -> str:
+        return client_address(request)
+
     def allow_request(self, request: Request, view: APIView) -> bool:
         if not self.applies(request, view):
             return True
@@ -49,6 +56,21 @@ class _SettingsRateThrottle(SimpleRateThrottle):
         except Exception:  # noqa: BLE001 - the cache backend's errors (Redis down or hung): fail open
             logger.warning("throttle %s: cache unavailable, request let through", self.scope, exc_info=True)
             return True
+
+
+def client_address(request: Request) -> str:
+    """The client's address: REMOTE_ADDR, or with N trusted proxies in front, the address the outermost
+    of them saw (the Nth entry of X-Forwarded-For from the right; entries left of it are the client's
+    own claims). The same rule as DRF's NUM_PROXIES, read from settings on every request."""
+    remote = str(request.META.get("REMOTE_ADDR", ""))
+    proxies = int(getattr(settings, "API_TRUSTED_PROXIES", 0))
+    if proxies <= 0:
+        return remote
+    forwarded = [entry.strip() for entry in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+    forwarded = [entry for entry in forwarded if entry]
+    if not forwarded:
+        return remote
+    return forwarded[-min(proxies, len(forwarded))][:100]
 
 
 class WriteRateThrottle(_SettingsRateThrottle):

@@ -3,17 +3,20 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the schema
+from articles.api.ids import IdConverter
 from articles.api.recommendations import InteractionView, RecommendationsView
 from articles.api.similarity import SearchView, SimilarArticlesView
 from articles.api.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from articles.demo_feeds import serve_demo_feed
 from pipeline.taskqueue.api import TaskViewSet
 from pipeline.taskqueue.metrics import metrics_view
+
+register_converter(IdConverter, "id")  # ASCII-digit ids (articles/api/ids.py)
 
 router = DefaultRouter()
 router.register("feeds", FeedViewSet)
@@ -32,7 +35,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/process-articles/", ProcessArticlesView.as_view(), name="process-articles"),
-    path("api/articles/<int:pk>/similar/", SimilarArticlesView.as_view(), name="article-similar"),
+    path("api/articles/<id:pk>/similar/", SimilarArticlesView.as_view(), name="article-similar"),
     path("api/search/", SearchView.as_view(), name="search"),
     path("api/articles/<str:article_id>/interactions/", InteractionView.as_view(), name="article-interactions"),
     path("api/recommendations/", RecommendationsView.as_view(), name="recommendations"),

@@ -10,9 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dramatiq
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
 
 from articles.models import Feed
+from articles.roles import OPERATORS, READERS, ensure_roles
 
 RSS_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>{title}</title><link>https://example.invalid/</link>
@@ -97,9 +99,22 @@ def broker() -> Iterator[dramatiq.Broker]:
     broker.flush_all()
 
 
+def with_role(user, role: str):  # type: ignore[no-untyped-def]
+    """`user` made a member of the role's group (articles/roles.py). The groups are created here as well
+    as by their migration: a transactional test's flush deletes them."""
+    ensure_roles(Group, Permission)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def user(db):  # type: ignore[no-untyped-def]
-    return get_user_model().objects.create_user("reader", password="reader-password-1")
+    return with_role(get_user_model().objects.create_user("reader", password="reader-password-1"), READERS)
+
+
+@pytest.fixture
+def operator(db):  # type: ignore[no-untyped-def]
+    return with_role(get_user_model().objects.create_user("ops", password="ops-password-1"), OPERATORS)
 
 
 @pytest.fixture
@@ -111,6 +126,13 @@ def api() -> APIClient:
 def auth_api(user) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
     client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def operator_api(operator) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.force_authenticate(operator)
     return client
 
 

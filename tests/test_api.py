@@ -22,26 +22,26 @@ def test_adding_a_feed_needs_a_user(api):
 
 
 @pytest.mark.parametrize("url", ["not a url", "ftp://example.org/feed", "", "javascript:alert(1)"])
-def test_malformed_feed_url_is_a_400_naming_the_field(auth_api, url):
-    response = auth_api.post("/api/feeds/", {"url": url}, format="json")
+def test_malformed_feed_url_is_a_400_naming_the_field(operator_api, url):
+    response = operator_api.post("/api/feeds/", {"url": url}, format="json")
     assert response.status_code == 400
     assert "url" in response.json()
 
 
-def test_duplicate_feed_url_is_a_400(auth_api, feed):
-    response = auth_api.post("/api/feeds/", {"url": feed.url}, format="json")
+def test_duplicate_feed_url_is_a_400(operator_api, feed):
+    response = operator_api.post("/api/feeds/", {"url": feed.url}, format="json")
     assert response.status_code == 400 and "url" in response.json()
 
 
-def test_add_and_list_feeds(auth_api, api):
-    response = auth_api.post("/api/feeds/", {"url": "https://example.org/feed.xml"}, format="json")
+def test_add_and_list_feeds(operator_api, api):
+    response = operator_api.post("/api/feeds/", {"url": "https://example.org/feed.xml"}, format="json")
     assert response.status_code == 201
     listed = api.get("/api/feeds/").json()
     assert [f["url"] for f in listed["results"]] == ["https://example.org/feed.xml"]
 
 
-def test_scrape_answers_202_with_a_task_id_that_can_be_looked_up(auth_api, api, feed, broker):
-    response = auth_api.post(f"/api/feeds/{feed.pk}/scrape/")
+def test_scrape_answers_202_with_a_task_id_that_can_be_looked_up(operator_api, api, feed, broker):
+    response = operator_api.post(f"/api/feeds/{feed.pk}/scrape/")
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and body["task_id"]
@@ -52,8 +52,8 @@ def test_scrape_answers_202_with_a_task_id_that_can_be_looked_up(auth_api, api, 
     assert task.json()["status"] == "queued" and task.json()["origin"] == "api"
 
 
-def test_process_articles_answers_202(auth_api, broker):
-    response = auth_api.post("/api/process-articles/")
+def test_process_articles_answers_202(operator_api, broker):
+    response = operator_api.post("/api/process-articles/")
     assert response.status_code == 202 and response.json()["task_id"]
 
 
@@ -74,10 +74,10 @@ def test_finished_task_shows_its_result(api, feed, broker):
     assert body["duration_seconds"] is not None and body["worker"]
 
 
-def test_broker_outage_is_a_clear_503(auth_api, feed, monkeypatch):
+def test_broker_outage_is_a_clear_503(operator_api, feed, monkeypatch):
     # A real broker pointed at a port where nothing listens: the connection is refused at once.
     monkeypatch.setattr(actors.scrape_feed, "broker", RedisBroker(url="redis://127.0.0.1:9/0"))
-    response = auth_api.post(f"/api/feeds/{feed.pk}/scrape/")
+    response = operator_api.post(f"/api/feeds/{feed.pk}/scrape/")
     assert response.status_code == 503
     assert "unavailable" in response.json()["detail"]
 
@@ -96,6 +96,6 @@ def test_article_filters(api, feed):
     assert api.get(f"/api/articles/{article.pk}/").json()["title"] == article.title
 
 
-def test_task_records_exist_for_every_enqueue(auth_api, feed, broker):
-    auth_api.post(f"/api/feeds/{feed.pk}/scrape/")
+def test_task_records_exist_for_every_enqueue(operator_api, feed, broker):
+    operator_api.post(f"/api/feeds/{feed.pk}/scrape/")
     assert TaskRecord.objects.filter(actor_name="scrape_feed", status="enqueued").count() == 1

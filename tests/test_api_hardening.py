@@ -210,15 +210,15 @@ def low_rates() -> Iterator[None]:
     cache.clear()
 
 
-def test_writes_are_throttled_per_user(auth_api, admin_api, low_rates, world):
+def test_writes_are_throttled_per_user(operator_api, admin_api, low_rates, world):
     for i in range(3):
-        assert auth_api.post("/api/topics/", {"name": f"t{i}"}, format="json").status_code == 201
-    throttled = auth_api.post("/api/topics/", {"name": "t3"}, format="json")
+        assert operator_api.post("/api/topics/", {"name": f"t{i}"}, format="json").status_code == 201
+    throttled = operator_api.post("/api/topics/", {"name": "t3"}, format="json")
     assert throttled.status_code == 429
     assert int(throttled["Retry-After"]) > 0 and "throttled" in throttled.json()["detail"].lower()
     assert admin_api.post("/api/topics/", {"name": "other user"}, format="json").status_code == 201
     # Reads are not throttled.
-    assert all(auth_api.get("/api/topics/").status_code == 200 for _ in range(10))
+    assert all(operator_api.get("/api/topics/").status_code == 200 for _ in range(10))
 
 
 def test_searches_are_throttled_and_plain_reads_are_not(api, low_rates, world):
@@ -227,7 +227,7 @@ def test_searches_are_throttled_and_plain_reads_are_not(api, low_rates, world):
     assert api.get("/api/articles/").status_code == 200
 
 
-def test_throttling_lets_writes_through_when_its_cache_is_unreachable(auth_api, low_rates, world):
+def test_throttling_lets_writes_through_when_its_cache_is_unreachable(operator_api, low_rates, world):
     dead = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -236,11 +236,11 @@ def test_throttling_lets_writes_through_when_its_cache_is_unreachable(auth_api, 
         }
     }
     with override_settings(CACHES=dead):
-        assert auth_api.post("/api/topics/", {"name": "still works"}, format="json").status_code == 201
+        assert operator_api.post("/api/topics/", {"name": "still works"}, format="json").status_code == 201
 
 
-def test_throttle_counters_are_stored_as_json_not_pickle(auth_api, low_rates, world):
-    auth_api.post("/api/topics/", {"name": "counted"}, format="json")
+def test_throttle_counters_are_stored_as_json_not_pickle(operator_api, low_rates, world):
+    operator_api.post("/api/topics/", {"name": "counted"}, format="json")
     client = cache._cache.get_client()  # the Redis client behind Django's cache
     keys = [key for key in client.scan_iter("*throttle_writes*")]
     assert keys

@@ -70,15 +70,15 @@ def wait_for_task(api, task_id: str, timeout: float = 120) -> dict:
     raise AssertionError(f"task {task_id} did not finish in {timeout} s: {response.json()}")
 
 
-def test_scrape_then_process_through_the_api(auth_api, api, live_server, workers):
+def test_scrape_then_process_through_the_api(operator_api, api, live_server, workers):
     Topic.objects.bulk_create([Topic(**topic) for topic in demo_topics()])
     demo = demo_feeds()[0]
     url = f"{live_server.url}/demo/feeds/{demo['file']}"
-    created = auth_api.post("/api/feeds/", {"url": url}, format="json")
+    created = operator_api.post("/api/feeds/", {"url": url}, format="json")
     assert created.status_code == 201, created.json()
     feed_id = created.json()["id"]
 
-    queued = auth_api.post(f"/api/feeds/{feed_id}/scrape/")
+    queued = operator_api.post(f"/api/feeds/{feed_id}/scrape/")
     assert queued.status_code == 202
 
     scrape = wait_for_task(api, queued.json()["task_id"])
@@ -96,6 +96,6 @@ def test_scrape_then_process_through_the_api(auth_api, api, live_server, workers
     assert all(a["topic"] for a in articles["results"])
 
     # Served again: nothing new, nothing duplicated.
-    again = wait_for_task(api, auth_api.post(f"/api/feeds/{feed_id}/scrape/").json()["task_id"])
+    again = wait_for_task(api, operator_api.post(f"/api/feeds/{feed_id}/scrape/").json()["task_id"])
     assert again["result"]["new_article_ids"] == [] and again["result"]["follow_up_task_ids"] == []
     assert api.get(f"/api/articles/?feed={feed_id}").json()["count"] == new

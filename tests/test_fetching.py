@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.feeds import address_guard, bounded_body, fetching
+from pipeline.feeds import address_guard, bounded_body
 from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
+from pipeline.feeds.headers import retry_after_seconds
 
 FEED = (Path(__file__).parent / "feeds" / "rss2.xml").read_bytes()
 LOCAL = ("127.0.0.1",)  # the allow-list every test uses unless it is testing the guard
@@ -405,12 +406,12 @@ def test_unavailable_carries_retry_after_from_http_date(origin: str) -> None:
 
 def test_retry_after_parsing() -> None:
     now = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
-    assert fetching._parse_retry_after("30", now=now) == 30
-    assert fetching._parse_retry_after("Tue, 14 May 2024 12:01:00 GMT", now=now) == 60
-    assert fetching._parse_retry_after("Tue, 14 May 2024 11:00:00 GMT", now=now) == 0  # already past
-    assert fetching._parse_retry_after("soon", now=now) is None
-    assert fetching._parse_retry_after("-5", now=now) is None
-    assert fetching._parse_retry_after(None, now=now) is None
+    assert retry_after_seconds("30", now=now) == 30
+    assert retry_after_seconds("Tue, 14 May 2024 12:01:00 GMT", now=now) == 60
+    assert retry_after_seconds("Tue, 14 May 2024 11:00:00 GMT", now=now) == 0  # already past
+    assert retry_after_seconds("soon", now=now) is None
+    assert retry_after_seconds("-5", now=now) is None
+    assert retry_after_seconds(None, now=now) is None
 
 
 def test_dripping_body_is_cut_off_by_total_timeout(origin: str) -> None:

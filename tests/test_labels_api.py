@@ -59,16 +59,16 @@ def queued_retrainings(broker: dramatiq.Broker) -> int:
     return found
 
 
-def test_patch_by_name_or_id_records_a_human_label(auth_api, articles, topics, broker):
+def test_patch_by_name_or_id_records_a_human_label(operator_api, articles, topics, broker):
     article = articles[0]
-    response = auth_api.patch(f"/api/articles/{article.pk}/", {"topic": "business"}, format="json")
+    response = operator_api.patch(f"/api/articles/{article.pk}/", {"topic": "business"}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["topic"], body["topic_confidence"], body["classified_by"]) == ("business", 1.0, "human")
 
-    response = auth_api.patch(f"/api/articles/{article.pk}/", {"topic": topics["sport"].pk}, format="json")
+    response = operator_api.patch(f"/api/articles/{article.pk}/", {"topic": topics["sport"].pk}, format="json")
     assert response.json()["topic"] == "sport"
-    response = auth_api.patch(f"/api/articles/{article.pk}/", {"topic": str(topics["business"].pk)}, format="json")
+    response = operator_api.patch(f"/api/articles/{article.pk}/", {"topic": str(topics["business"].pk)}, format="json")
     assert response.json()["topic"] == "business"
     article.refresh_from_db()
     assert (article.topic, article.classified_by) == (topics["business"], "human")
@@ -85,18 +85,18 @@ def test_patch_by_name_or_id_records_a_human_label(auth_api, articles, topics, b
         ({"topic": "sport", "title": "new title"}, "title", "only an article's topic"),
     ],
 )
-def test_bad_labels_are_400_with_a_reason(auth_api, articles, body, field, reason):
-    response = auth_api.patch(f"/api/articles/{articles[0].pk}/", body, format="json")
+def test_bad_labels_are_400_with_a_reason(operator_api, articles, body, field, reason):
+    response = operator_api.patch(f"/api/articles/{articles[0].pk}/", body, format="json")
     assert response.status_code == 400
     assert reason in str(response.json()[field])
     assert Article.objects.get(pk=articles[0].pk).classified_by == "zero_shot"
 
 
-def test_labelling_needs_a_user_and_an_existing_article(api, auth_api, articles):
+def test_labelling_needs_a_user_and_an_existing_article(api, operator_api, articles):
     assert api.patch(f"/api/articles/{articles[0].pk}/", {"topic": "sport"}, format="json").status_code in (401, 403)
-    assert auth_api.patch("/api/articles/999999/", {"topic": "sport"}, format="json").status_code == 404
-    assert auth_api.patch("/api/articles/not-an-id/", {"topic": "sport"}, format="json").status_code == 404
-    assert auth_api.put(f"/api/articles/{articles[0].pk}/", {"topic": "sport"}, format="json").status_code == 405
+    assert operator_api.patch("/api/articles/999999/", {"topic": "sport"}, format="json").status_code == 404
+    assert operator_api.patch("/api/articles/not-an-id/", {"topic": "sport"}, format="json").status_code == 404
+    assert operator_api.put(f"/api/articles/{articles[0].pk}/", {"topic": "sport"}, format="json").status_code == 405
 
 
 def test_the_admin_records_labels(articles, topics, broker):
@@ -119,11 +119,11 @@ def test_the_admin_records_labels(articles, topics, broker):
     assert set(Article.objects.filter(pk__in=others).values_list("classified_by", flat=True)) == {"human"}
 
 
-def test_a_burst_of_labels_queues_one_retraining_and_a_worker_trains(auth_api, articles, topics, broker, settings):
+def test_a_burst_of_labels_queues_one_retraining_and_a_worker_trains(operator_api, articles, topics, broker, settings):
     settings.TOPIC_MIN_LABELS = 2
     settings.RETRAIN_DELAY_SECONDS = 0  # straight onto the queue, so the worker below takes it at once
     for article, name in zip(articles, ["sport", "sport", "business", "business"], strict=True):
-        assert auth_api.patch(f"/api/articles/{article.pk}/", {"topic": name}, format="json").status_code == 200
+        assert operator_api.patch(f"/api/articles/{article.pk}/", {"topic": name}, format="json").status_code == 200
     assert queued_retrainings(broker) == 1
 
     with in_process_worker(broker) as worker:
@@ -135,13 +135,13 @@ def test_a_burst_of_labels_queues_one_retraining_and_a_worker_trains(auth_api, a
     assert classifier.decision_reason and classifier.zero_shot_cv_accuracy is not None
 
     # The actor cleared the request flag: the next label queues the next training.
-    auth_api.patch(f"/api/articles/{articles[0].pk}/", {"topic": "business"}, format="json")
+    operator_api.patch(f"/api/articles/{articles[0].pk}/", {"topic": "business"}, format="json")
     assert queued_retrainings(broker) == 1
 
 
-def test_labels_wait_for_the_delay_so_a_burst_trains_once(auth_api, articles, broker, settings):
+def test_labels_wait_for_the_delay_so_a_burst_trains_once(operator_api, articles, broker, settings):
     settings.RETRAIN_DELAY_SECONDS = 30
     for article in articles:
-        auth_api.patch(f"/api/articles/{article.pk}/", {"topic": "sport"}, format="json")
+        operator_api.patch(f"/api/articles/{article.pk}/", {"topic": "sport"}, format="json")
     client, ns = broker.client, broker.namespace
     assert client.llen(f"{ns}:processing.DQ") == 1 and client.llen(f"{ns}:processing") == 0

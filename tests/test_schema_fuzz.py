@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the whole API from its own OpenAPI schema (schemathesis + hypothesis).
+"""Property-based fuzzing of the whole API from its own OpenAPI schema (schemathesis + hypothesis),
+plus the hostile classes the schema itself never generates (Unicode digits, JSON nested past the limit).
 
 Every operation in /api/schema/ — whatever endpoints exist when this runs — gets generated valid and
 invalid requests (paths, query strings, bodies), as an anonymous client and as a logged-in one.
@@ -13,6 +14,7 @@ import json
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 # Per operation and per client (anonymous, logged in): ~20 operations × 2 × this stays within a minute.
@@ -73,3 +75,36 @@ def test_no_anonymous_request_causes_a_server_error(case, seeded, broker):  # ty
 def test_no_logged_in_request_causes_a_server_error(case, seeded, broker):  # type: ignore[no-untyped-def]
     response = case.call(headers=seeded)
     case.validate_response(response, checks=[not_a_server_error, bad_request_is_json])
+
+
+# --- classes the schema does not generate (issue: hostile input, second round) ---------------------
+# Digits of every script ("¹", "٣", "１"): str.isdigit() is true for them, int() refuses or misreads them.
+OTHER_DIGITS = st.text(alphabet=st.characters(categories=["Nd", "No"], exclude_characters="0123456789"), min_size=1)
+# JSON nested past the parser's limit (32), but not so deep that the client cannot encode it.
+DEPTH = st.integers(min_value=33, max_value=600)
+
+
+def nested(depth: int) -> list:
+    body: list = []
+    for _ in range(depth - 1):
+        body = [body]
+    return body
+
+
+@schema.parametrize()
+@schema.given(digits=OTHER_DIGITS, depth=DEPTH)
+@settings(max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+def test_unicode_digits_and_deep_json_never_cause_a_server_error(case, digits, depth, seeded, broker):  # type: ignore[no-untyped-def]
+    for name in case.path_parameters or {}:
+        case.path_parameters[name] = digits
+    for parameter in case.operation.query:
+        case.query = {**(case.query or {}), parameter.name: digits}
+    if case.media_type == "application/json":
+        case.body = nested(depth)
+    response = case.call(headers=seeded)
+    case.validate_response(response, checks=[not_a_server_error, bad_request_is_json])
+    if case.path_parameters:
+        assert response.status_code == 404, (case.method, case.formatted_path, response.status_code)
+    elif case.media_type == "application/json" and case.method in ("POST", "PUT", "PATCH"):
+        assert response.status_code == 400, (case.method, case.formatted_path, response.status_code)
+        assert json.loads(response.content) == {"detail": "JSON nested deeper than 32 levels"}

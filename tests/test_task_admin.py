@@ -54,13 +54,14 @@ def test_the_groups_exist_with_their_permissions():
     viewers = set(Group.objects.get(name="newsrec viewers").permissions.values_list("codename", flat=True))
     operators = set(Group.objects.get(name="newsrec operators").permissions.values_list("codename", flat=True))
     assert viewers == {"view_taskrecord"}
+    # Operators also run feeds, topics and labels (articles/roles.py, tests/test_roles.py).
     assert {
         "view_taskrecord",
         "delete_taskrecord",
         "retry_taskrecord",
         "requeue_dead_letters",
         "manage_schedules",
-    } == operators
+    } <= operators
 
 
 def test_list_filters_search_and_status_counts(viewer):

@@ -57,10 +57,10 @@ def test_one_task_with_its_timings_error_and_detailed_state(api):
     assert body["duration_seconds"] == 2 and body["error_type"] == "RuntimeError" and body["worker"] == "h:1"
 
 
-def test_unknown_task_is_404(api, auth_api):
+def test_unknown_task_is_404(api, operator_api):
     assert api.get(f"/api/tasks/{uuid.uuid4()}/").status_code == 404
-    assert auth_api.post(f"/api/tasks/{uuid.uuid4()}/retry/").status_code == 404
-    assert auth_api.post("/api/tasks/not-a-task/retry/").status_code == 404
+    assert operator_api.post(f"/api/tasks/{uuid.uuid4()}/retry/").status_code == 404
+    assert operator_api.post("/api/tasks/not-a-task/retry/").status_code == 404
 
 
 def test_retry_needs_a_user(api):
@@ -69,9 +69,9 @@ def test_retry_needs_a_user(api):
     assert not TaskRecord.objects.filter(retry_of=r.message_id).exists()
 
 
-def test_retry_sends_the_same_arguments_linked_to_the_original(auth_api, api, broker):
+def test_retry_sends_the_same_arguments_linked_to_the_original(operator_api, api, broker):
     r = record("failed", args=[42], kwargs={"chain": False})
-    response = auth_api.post(f"/api/tasks/{r.message_id}/retry/")
+    response = operator_api.post(f"/api/tasks/{r.message_id}/retry/")
     assert response.status_code == 202, response.content
     new_id = response.json()["task_id"]
     new = api.get(f"/api/tasks/{new_id}/").json()
@@ -87,15 +87,15 @@ def test_retry_sends_the_same_arguments_linked_to_the_original(auth_api, api, br
 
 
 @pytest.mark.parametrize("status", ["running", "enqueued"])
-def test_retrying_an_unfinished_task_is_a_409_with_a_reason(auth_api, broker, status):
+def test_retrying_an_unfinished_task_is_a_409_with_a_reason(operator_api, broker, status):
     r = record(status)
-    response = auth_api.post(f"/api/tasks/{r.message_id}/retry/")
+    response = operator_api.post(f"/api/tasks/{r.message_id}/retry/")
     assert response.status_code == 409
     assert status in response.json()["detail"] or "queued" in response.json()["detail"]
     assert broker.client.llen(f"{broker.namespace}:scraping") == 0
 
 
-def test_retrying_a_task_of_an_actor_that_no_longer_exists_is_a_409(auth_api, broker):
+def test_retrying_a_task_of_an_actor_that_no_longer_exists_is_a_409(operator_api, broker):
     r = record("failed", actor_name="gone_actor")
-    response = auth_api.post(f"/api/tasks/{r.message_id}/retry/")
+    response = operator_api.post(f"/api/tasks/{r.message_id}/retry/")
     assert response.status_code == 409 and "gone_actor" in response.json()["detail"]

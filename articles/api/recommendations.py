@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from articles.api.ids import parse_id
 from articles.models import Article, Interaction
 from articles.services import record_interaction
 from pipeline.search.limits import check_k
@@ -39,9 +40,11 @@ class RecommendedArticleSerializer(serializers.ModelSerializer):
 
 
 def _article_or_404(article_id: str) -> Article:
-    if not article_id.isdigit():
-        raise NotFound(f"no article {article_id!r}")
-    article = Article.objects.filter(pk=int(article_id)).first()
+    # The id checked here rather than by the URL converter, so a bad one gets the API's JSON 404.
+    pk = parse_id(article_id)
+    if pk is None:
+        raise NotFound(f"no article {article_id[:50]!r}")
+    article = Article.objects.filter(pk=pk).first()
     if article is None:
         raise NotFound(f"no article {article_id}")
     return article
@@ -50,7 +53,7 @@ def _article_or_404(article_id: str) -> Article:
 class InteractionView(APIView):
     """POST {"kind": "read" | "like" | "dismiss"}: 201 when recorded, 200 when it already was."""
 
-    permission_classes = [IsAuthenticated]
+    write_permissions = {"post": ["articles.add_interaction"]}  # readers (articles/roles.py)
 
     def post(self, request: Request, article_id: str) -> Response:
         article = _article_or_404(article_id)

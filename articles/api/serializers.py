@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from articles.api.ids import parse_id
 from articles.models import Article, Feed, Topic
 from articles.services import normalise_feed_url
 
@@ -90,10 +91,11 @@ class ArticleLabelSerializer(serializers.Serializer):
     def validate_topic(self, value: object) -> Topic:
         if isinstance(value, str) and value.strip():
             found = Topic.objects.filter(name=value.strip()).first()
-            if found is None and value.strip().isdigit():
-                found = Topic.objects.filter(pk=int(value.strip())).first()
+            if found is None and (topic_id := parse_id(value)) is not None:
+                found = Topic.objects.filter(pk=topic_id).first()
         elif isinstance(value, int) and not isinstance(value, bool):
-            found = Topic.objects.filter(pk=value).first()
+            # Postgres refuses a number past bigint; no topic has one.
+            found = Topic.objects.filter(pk=value).first() if 0 < value < 2**63 else None
         else:
             raise serializers.ValidationError("give a topic name or id")
         if found is None:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from articles.api.filters import ArticleFilter
+from articles.api.ids import ID_PATTERN
 from articles.api.serializers import ArticleLabelSerializer, ArticleSerializer, FeedSerializer, TopicSerializer
 from articles.models import Article, Feed, Topic
 from pipeline.actors import process_pending_articles, request_retraining, scrape_feed
@@ -45,6 +46,9 @@ def enqueue_or_503(request: Request, send: Callable[[], str]) -> Response:
 class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Feed.objects.all()
     serializer_class = FeedSerializer
+    lookup_value_regex = ID_PATTERN
+    # Roles: operators (articles/roles.py, checked by articles/api/permissions.py).
+    write_permissions = {"create": ["articles.add_feed"], "scrape": ["articles.scrape_feed"]}
     filterset_fields = ["is_active"]
 
     @action(detail=True, methods=["post"])
@@ -56,6 +60,8 @@ class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retriev
 class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Article.objects.select_related("topic")
     serializer_class = ArticleSerializer
+    lookup_value_regex = ID_PATTERN
+    write_permissions = {"partial_update": ["articles.change_article"]}  # a label, as in the admin
     filterset_class = ArticleFilter
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -71,10 +77,20 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
 class TopicViewSet(viewsets.ModelViewSet):
     queryset = Topic.objects.all()
     serializer_class = TopicSerializer
+    lookup_value_regex = ID_PATTERN
+    # Topics drive everyone's classification: operators only.
+    write_permissions = {
+        "create": ["articles.add_topic"],
+        "update": ["articles.change_topic"],
+        "partial_update": ["articles.change_topic"],
+        "destroy": ["articles.delete_topic"],
+    }
 
 
 class ProcessArticlesView(APIView):
     """Queue processing of every pending article; answers with the sweep's task id."""
+
+    write_permissions = {"post": ["articles.process_articles"]}
 
     def post(self, request: Request) -> Response:
         return enqueue_or_503(request, lambda: send_on_commit(process_pending_articles, origin=Origin.API))

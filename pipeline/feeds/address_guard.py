@@ -78,37 +78,50 @@ def _normalise_host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
 
 
+# "host:port" or "[v6]:port" in an allow-list: that host (or network) on that port only.
+_WITH_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})$")
+
+
 class AddressPolicy:
-    """Which resolved addresses a fetch may connect to."""
+    """Which resolved addresses a fetch may connect to.
+
+    Entries are hostnames (matched exactly), IP addresses or CIDR networks, each optionally with a
+    port ("127.0.0.1:8000", "[::1]:8000"): demo mode allows its own web server's port on loopback,
+    not every loopback service (Redis, Postgres, a metrics endpoint).
+    """
 
     def __init__(self, allowed_private_hosts: Collection[str]) -> None:
         if isinstance(allowed_private_hosts, str):  # a bare "localhost" would otherwise be split into letters
             allowed_private_hosts = (allowed_private_hosts,)
-        self._hosts: set[str] = set()
-        self._networks: list[IPNetwork] = []
+        self._hosts: set[tuple[str, int | None]] = set()
+        self._networks: list[tuple[IPNetwork, int | None]] = []
         for entry in allowed_private_hosts:
+            port: int | None = None
+            if (with_port := _WITH_PORT.match(entry.strip())) is not None:
+                entry, port = with_port.group("v6") or with_port.group("host"), int(with_port.group("port"))
             try:
-                self._networks.append(ipaddress.ip_network(_normalise_host(entry), strict=False))
+                self._networks.append((ipaddress.ip_network(_normalise_host(entry), strict=False), port))
             except ValueError:
-                self._hosts.add(_normalise_host(entry))
+                self._hosts.add((_normalise_host(entry), port))
 
-    def check(self, host: str, addresses: Iterable[IPAddress]) -> None:
-        """Raise GuardError when any address is non-public and not allow-listed."""
-        if _normalise_host(host) in self._hosts:
+    def check(self, host: str, addresses: Iterable[IPAddress], port: int | None = None) -> None:
+        """Raise GuardError when any address is non-public and not allow-listed (for this port)."""
+        name = _normalise_host(host)
+        if (name, None) in self._hosts or (port is not None and (name, port) in self._hosts):
             return
         for ip in addresses:
             problem = address_problem(ip)
-            if problem is None or self._allows(ip):
+            if problem is None or self._allows(ip, port):
                 continue
-            if _normalise_host(host) == _normalise_host(str(ip)):
+            if name == _normalise_host(str(ip)):
                 raise GuardError(f"refused: {ip} is a {problem} address")
             raise GuardError(f"refused: {host} resolves to {ip}, a {problem} address")
 
-    def _allows(self, ip: IPAddress) -> bool:
-        if any(ip.version == net.version and ip in net for net in self._networks):
+    def _allows(self, ip: IPAddress, port: int | None) -> bool:
+        if any(ip.version == net.version and ip in net and allowed in (None, port) for net, allowed in self._networks):
             return True
         embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
-        return embedded is not None and self._allows(embedded)
+        return embedded is not None and self._allows(embedded, port)
 
 
 # Indirection so tests can fake DNS answers without touching the network.
@@ -177,7 +190,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         addresses = _resolve(host, port, _budget(self._deadline, timeout, httpcore.ConnectTimeout))
-        self._policy.check(host, addresses)
+        self._policy.check(host, addresses, port)
         failure: Exception | None = None
         for ip in addresses:
             try:

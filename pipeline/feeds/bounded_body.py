@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from pipeline.feeds.headers import declared_length
+
 
 class BodyError(Exception):
     """The body is too large, too slow, or not decodable; the message says which, for operators."""
@@ -21,8 +23,8 @@ class BodyError(Exception):
 def read_body(response: httpx.Response, *, max_bytes: int, deadline: float, total_timeout: float) -> bytes:
     coding = _content_coding(response.headers.get("content-encoding"))
     too_large = f"response larger than {format_size(max_bytes)}"
-    declared = response.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > max_bytes:
+    declared = declared_length(response.headers.get("content-length"))
+    if declared is not None and declared > max_bytes:
         raise BodyError(too_large)
 
     decoder = BoundedDecoder(coding, max_bytes)

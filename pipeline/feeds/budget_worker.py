@@ -76,6 +76,9 @@ def _answer(func: Any, args: tuple[Any, ...], cpu_seconds: float) -> bytes:
     try:
         value = func(*args)
         outcome: tuple[Any, ...] = ("ok", value)
+    except MemoryError:
+        # No traceback: formatting one needs memory, and the frames holding it are freed only after this.
+        outcome = ("raise", MemoryError(), "MemoryError (address-space limit reached)\n")
     except BaseException as exc:  # noqa: BLE001 - every failure of the work goes back to the caller
         outcome = ("raise", exc, traceback.format_exc())
     finally:

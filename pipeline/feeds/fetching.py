@@ -13,17 +13,16 @@ Safety properties, and where each one lives:
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import http
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 
 from pipeline.feeds.address_guard import AddressPolicy, GuardedBackend, GuardedTransport, GuardError
 from pipeline.feeds.bounded_body import BodyError, read_body, shorten
+from pipeline.feeds.headers import content_type, retry_after_seconds, validator
 
 __all__ = ["FetchError", "FetchResult", "fetch_feed"]
 
@@ -133,9 +132,9 @@ def fetch_feed(
                         content=b"",
                         url=str(current),
                         permanent_url=str(current) if redirects and all_permanent else None,
-                        etag=response.headers.get("etag") or etag,
-                        last_modified=response.headers.get("last-modified") or last_modified,
-                        content_type=response.headers.get("content-type"),
+                        etag=validator(response.headers.get("etag")) or etag,
+                        last_modified=validator(response.headers.get("last-modified")) or last_modified,
+                        content_type=content_type(response.headers.get("content-type")),
                     )
                 elif 200 <= status < 300:
                     try:
@@ -149,9 +148,9 @@ def fetch_feed(
                         content=content,
                         url=str(current),
                         permanent_url=str(current) if redirects and all_permanent else None,
-                        etag=response.headers.get("etag"),
-                        last_modified=response.headers.get("last-modified"),
-                        content_type=response.headers.get("content-type"),
+                        etag=validator(response.headers.get("etag")),
+                        last_modified=validator(response.headers.get("last-modified")),
+                        content_type=content_type(response.headers.get("content-type")),
                     )
                 else:
                     raise _http_error(response)
@@ -215,26 +214,10 @@ def _http_error(response: httpx.Response) -> FetchError:
     reason = f"HTTP {status} {phrase}".rstrip()
     retry_after = None
     if status in (429, 503):
-        retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
         if retry_after is not None:
             reason += f" (retry after {retry_after:.0f} s)"
     return FetchError(reason, retry_after=retry_after, permanent=status == 410, status=status)
-
-
-def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are GMT; parsedate leaves "-0000" naive
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _ErrorTranslation:

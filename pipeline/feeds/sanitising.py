@@ -48,13 +48,13 @@ class HtmlSanitiser:
         )
         return cleaned.strip()
 
-    def clean_best(self, contents: list[Any]) -> str:
-        """The first HTML rendition of an entry's content, else its first one."""
+    @staticmethod
+    def best_content(contents: list[Any]) -> Any:
+        """The first HTML rendition of an entry's content, else its first one ({} when there is none)."""
         if not contents:
-            return ""
+            return {}
         html_parts = [c for c in contents if c.get("type") in ("text/html", "application/xhtml+xml")]
-        chosen = html_parts[0] if html_parts else contents[0]
-        return self.clean(chosen.get("value", ""), chosen.get("type"))
+        return html_parts[0] if html_parts else contents[0]
 
     def _absolute_urls(self, tag: str, attribute: str, value: str) -> str | None:
         # nh3 has already dropped disallowed schemes when it calls this.
