@@ -10,7 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from articles.models import Article, Feed, Topic
-from pipeline.actors import request_retraining, scrape_feed
+from pipeline.actors import request_retraining, scrape_article, scrape_feed
+from pipeline.feeds.article_pages import request_page_fetch
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.taskqueue.names import Origin
@@ -26,7 +27,7 @@ class TopicAdmin(admin.ModelAdmin):
 @admin.register(Feed)
 class FeedAdmin(admin.ModelAdmin):
     list_display = ["__str__", "url", "is_active", "last_success_at", "error_count", "last_error", "disabled_reason"]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "full_text"]
     search_fields = ["url", "title"]
     # What polls write, except what an operator may set: the URL, the title, and is_active (re-enable).
     readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + ["created_at"]
@@ -46,7 +47,7 @@ class FeedAdmin(admin.ModelAdmin):
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
     list_display = ["title", "feed", "published_at", "status", "topic", "topic_confidence", "classified_by"]
-    list_filter = ["status", "topic", "classified_by", "feed"]
+    list_filter = ["status", "page_status", "topic", "classified_by", "feed"]
     search_fields = ["title", "url", "guid"]
     date_hierarchy = "published_at"
     list_select_related = ["feed", "topic"]
@@ -67,9 +68,29 @@ class ArticleAdmin(admin.ModelAdmin):
         "processed_at",
         "topic_confidence",
         "classified_by",
+        "page_status",
+        "page_error",
+        "page_requested_at",
+        "page_fetched_at",
+        "language",
+        "image_url",
+        "body",
     ]
 
-    actions = ["confirm_topics"]
+    actions = ["confirm_topics", "fetch_pages"]
+
+    @admin.action(description="Fetch the selected articles' pages again (then process them again)")
+    def fetch_pages(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        try:
+            with queue_errors_as_unavailable():
+                task_ids = []
+                for article in queryset.exclude(url=""):
+                    request_page_fetch(article)
+                    task_ids.append(send_on_commit(scrape_article, article.pk, origin=Origin.ADMIN))
+        except QueueUnavailable as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
+        self.message_user(request, f"Queued {len(task_ids)} page fetch(es).", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Article, form: Any, change: bool) -> None:
         # Only the topic is editable, so saving states the topic: a label (pipeline.understanding.labelling),

@@ -23,6 +23,8 @@ class FeedSerializer(serializers.ModelSerializer):
             "last_error",
             "error_count",
             "created_at",
+            "full_text",
+            "user_agent",
         ]
         read_only_fields = [
             "site_url",
@@ -70,6 +72,12 @@ class ArticleSerializer(serializers.ModelSerializer):
             "topic_confidence",
             "classified_by",
             "story_id",
+            "page_status",
+            "page_error",
+            "page_fetched_at",
+            "body",
+            "language",
+            "image_url",
         ]
         read_only_fields = fields
 

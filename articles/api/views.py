@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +15,9 @@ from rest_framework.views import APIView
 from articles.api.filters import ArticleFilter
 from articles.api.serializers import ArticleLabelSerializer, ArticleSerializer, FeedSerializer, TopicSerializer
 from articles.models import Article, Feed, Topic
-from pipeline.actors import process_pending_articles, request_retraining, scrape_feed
+from articles.services import requeue_for_processing
+from pipeline.actors import process_articles, process_pending_articles, request_retraining, scrape_article, scrape_feed
+from pipeline.feeds.article_pages import request_page_fetch
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.taskqueue.names import Origin
@@ -42,10 +45,26 @@ def enqueue_or_503(request: Request, send: Callable[[], str]) -> Response:
         return unavailable_response(error)
 
 
-class FeedViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+# Operators' work (a feed's settings, re-fetching or re-processing an article): staff only for now.
+OPERATOR_ACTIONS = frozenset({"partial_update", "scrape_page", "reprocess"})
+
+
+class FeedViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     queryset = Feed.objects.all()
     serializer_class = FeedSerializer
     filterset_fields = ["is_active"]
+    http_method_names = ["get", "post", "patch", "head", "options"]  # PATCH changes settings; no PUT
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action in OPERATOR_ACTIONS:
+            return [IsAdminUser()]
+        return super().get_permissions()
 
     @action(detail=True, methods=["post"])
     def scrape(self, request: Request, pk: str | None = None) -> Response:
@@ -66,6 +85,35 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
         article = label_article(article, body.validated_data["topic"])
         request_retraining()
         return Response(ArticleSerializer(article, context=self.get_serializer_context()).data)
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action in OPERATOR_ACTIONS:
+            return [IsAdminUser()]
+        return super().get_permissions()
+
+    @action(detail=True, methods=["post"], url_path="scrape", url_name="scrape")
+    def scrape_page(self, request: Request, pk: str | None = None) -> Response:
+        """Fetch the article's page again (whatever its feed's full_text says); it is then processed again."""
+        article = self.get_object()
+        if not article.url:
+            return Response({"detail": "the article has no link to fetch"}, status=status.HTTP_400_BAD_REQUEST)
+
+        def send() -> str:
+            request_page_fetch(article)
+            return send_on_commit(scrape_article, article.pk, origin=Origin.API)
+
+        return enqueue_or_503(request, send)
+
+    @action(detail=True, methods=["post"], url_path="process", url_name="process")
+    def reprocess(self, request: Request, pk: str | None = None) -> Response:
+        """Embed and classify the article again from the text it has now (a person's label is kept)."""
+        article = self.get_object()
+
+        def send() -> str:
+            requeue_for_processing(article)
+            return send_on_commit(process_articles, [article.pk], origin=Origin.API)
+
+        return enqueue_or_503(request, send)
 
 
 class TopicViewSet(viewsets.ModelViewSet):
