@@ -37,8 +37,8 @@ class PageServer:
         self.pages[path] = Page(body=body, **kwargs)  # type: ignore[arg-type]
         return self.url(path)
 
-    def page_hits(self) -> int:
-        return sum(n for path, n in self.hits.items() if path != "/robots.txt")
+    def hits_under(self, prefix: str) -> int:
+        return sum(n for path, n in self.hits.items() if path.startswith(prefix))
 
 
 @contextmanager
