@@ -7,6 +7,11 @@ from articles.services import normalise_feed_url
 
 
 class FeedSerializer(serializers.ModelSerializer):
+    # Creation only: fetch the URL first and, when it is a web page, find its feed (pipeline/feeds/discovery.py).
+    discover = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="the URL may be a website: find its feed"
+    )
+
     class Meta:
         model = Feed
         fields = [
@@ -25,6 +30,7 @@ class FeedSerializer(serializers.ModelSerializer):
             "created_at",
             "full_text",
             "user_agent",
+            "discover",
         ]
         read_only_fields = [
             "site_url",
@@ -40,6 +46,14 @@ class FeedSerializer(serializers.ModelSerializer):
 
     def validate_url(self, value: str) -> str:
         return normalise_feed_url(value)
+
+    def create(self, validated_data: dict) -> Feed:
+        validated_data.pop("discover", None)
+        return super().create(validated_data)
+
+    def update(self, instance: Feed, validated_data: dict) -> Feed:
+        validated_data.pop("discover", None)
+        return super().update(instance, validated_data)
 
 
 class TopicSerializer(serializers.ModelSerializer):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import BasePermission, IsAdminUser
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +19,7 @@ from articles.models import Article, Feed, Topic
 from articles.services import requeue_for_processing
 from pipeline.actors import process_articles, process_pending_articles, request_retraining, scrape_article, scrape_feed
 from pipeline.feeds.article_pages import request_page_fetch
+from pipeline.feeds.discovery import DiscoveryError, find_feeds
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.taskqueue.names import Origin
@@ -61,10 +63,38 @@ class FeedViewSet(
     filterset_fields = ["is_active"]
     http_method_names = ["get", "post", "patch", "head", "options"]  # PATCH changes settings; no PUT
 
-    def get_permissions(self) -> list[BasePermission]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action in OPERATOR_ACTIONS:
             return [IsAdminUser()]
         return super().get_permissions()
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """POST {"url", "discover": true}: the URL may be a website; its feed is found and stored instead.
+
+        400 names what was tried when there is no feed, and lists the candidates when there are several.
+        """
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not body.validated_data.get("discover"):
+            return super().create(request, *args, **kwargs)
+        try:
+            found = find_feeds(body.validated_data["url"])
+        except DiscoveryError as error:
+            return Response({"detail": error.reason, "tried": error.tried}, status=status.HTTP_400_BAD_REQUEST)
+        if len(found) > 1:
+            return Response(
+                {
+                    "detail": "several feeds found: post the one to add",
+                    "candidates": [{"url": feed.url, "title": feed.title} for feed in found],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        data = {**body.validated_data, "url": found[0].url, "discover": False}
+        data.setdefault("title", found[0].title)
+        feed_body = self.get_serializer(data={k: v for k, v in data.items() if v is not None})
+        feed_body.is_valid(raise_exception=True)
+        self.perform_create(feed_body)
+        return Response(feed_body.data, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"])
     def scrape(self, request: Request, pk: str | None = None) -> Response:
@@ -86,7 +116,7 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
         request_retraining()
         return Response(ArticleSerializer(article, context=self.get_serializer_context()).data)
 
-    def get_permissions(self) -> list[BasePermission]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action in OPERATOR_ACTIONS:
             return [IsAdminUser()]
         return super().get_permissions()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import charset_normalizer
 import trafilatura
+from trafilatura.settings import Document
 
 __all__ = ["ExtractedPage", "PageRejected", "decode_html", "extract_page"]
 
@@ -74,12 +75,12 @@ def decode_html(content: bytes, content_type: str | None = None) -> tuple[str, s
     candidates = [_known_codec(_declared_charset(content_type))]
     meta = _META_CHARSET.search(content[:_SNIFF_BYTES])
     candidates.append(_known_codec(meta.group(1).decode("ascii", "ignore") if meta else None))
-    for codec in candidates:
-        if codec:
+    for candidate in candidates:
+        if candidate:
             # A wrong declaration is common (latin-1 pages served as UTF-8): a declared charset the bytes
             # do not decode in yields to the next candidate instead of filling the text with U+FFFD.
             try:
-                return content.decode(codec), codec
+                return content.decode(candidate), candidate
             except (UnicodeDecodeError, LookupError):
                 continue
     try:
@@ -113,8 +114,8 @@ def extract_page(content: bytes, url: str, content_type: str | None = None) -> E
         include_tables=False,
         include_images=False,
     )
-    text = (getattr(document, "text", None) or "").strip() if document is not None else ""
-    if not text:
+    text = (document.text or "").strip() if isinstance(document, Document) else ""
+    if not isinstance(document, Document) or not text:
         raise PageRejected("no extractable text on the page")
     lang = _HTML_LANG.search(content[:_SNIFF_BYTES])
     return ExtractedPage(

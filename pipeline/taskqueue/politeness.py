@@ -83,7 +83,7 @@ class HostPoliteness:
         """Hold one of the host's request slots for the duration of the block; raises HostBusy."""
         token = uuid.uuid4().hex
         keys = [redis_keys.host_requests(host), redis_keys.host_next_start(host), redis_keys.host_paused(host)]
-        args = [token, max(1, self.max_concurrent), max(0, self.min_interval_ms), self.lease_ms]
+        args: list[str | int] = [token, max(1, self.max_concurrent), max(0, self.min_interval_ms), self.lease_ms]
         deadline = time.monotonic() + self.max_wait_seconds
         while True:
             wait_ms = int(self.client.eval(_ACQUIRE, len(keys), *keys, *args))
