@@ -4,8 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from articles.services import add_feed
-from pipeline.feeds.discovery import DiscoveryError, find_feeds
 from pipeline.actors import scrape_feed
+from pipeline.feeds.discovery import DiscoveryError, find_feeds
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.names import Origin
 
