@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Category, Feed, Topic
 from pipeline.actors import request_retraining, scrape_article, scrape_feed
 from pipeline.feeds.article_pages import request_page_fetch
 from pipeline.taskqueue.enqueue import send_on_commit
@@ -24,10 +24,16 @@ class TopicAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
 
 
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
 @admin.register(Feed)
 class FeedAdmin(admin.ModelAdmin):
     list_display = ["__str__", "url", "is_active", "last_success_at", "error_count", "last_error", "disabled_reason"]
-    list_filter = ["is_active", "full_text"]
+    list_filter = ["is_active", "category", "full_text"]
     search_fields = ["url", "title"]
     # What polls write, except what an operator may set: the URL, the title, and is_active (re-enable).
     readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + ["created_at"]

@@ -22,6 +22,20 @@ class Topic(models.Model):
         return self.name
 
 
+class Category(models.Model):
+    """A folder of feeds, as feed readers have them (OPML outlines); a feed is in at most one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Feed(models.Model):
     class FullText(models.TextChoices):
         # Fetch an article's page when the feed's item carries less than ARTICLE_FULL_TEXT_MIN_CHARS of text.
@@ -77,6 +91,7 @@ class Feed(models.Model):
     )
     # Some sites answer 403 to generic clients; empty = settings.ARTICLE_USER_AGENT.
     user_agent = models.CharField(max_length=300, blank=True, default="", db_default="")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="feeds")
 
     class Meta:
         ordering = ["id"]

@@ -411,3 +411,5 @@ HOST_MIN_INTERVAL_MS = env_int("HOST_MIN_INTERVAL_MS", 1000)
 HOST_MAX_WAIT_SECONDS = env_int("HOST_MAX_WAIT_SECONDS", 20)
 # A Retry-After longer than this is capped: a site cannot park its articles for days.
 HOST_MAX_PAUSE_SECONDS = env_int("HOST_MAX_PAUSE_SECONDS", 3600)
+# An OPML file is a list of subscriptions: a few hundred KiB even for thousands of feeds.
+OPML_MAX_BYTES = env_int("OPML_MAX_BYTES", 2 * 1024 * 1024)

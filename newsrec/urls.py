@@ -10,7 +10,7 @@ from rest_framework.routers import DefaultRouter
 import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the schema
 from articles.api.recommendations import InteractionView, RecommendationsView
 from articles.api.similarity import SearchView, SimilarArticlesView
-from articles.api.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
+from articles.api.views import ArticleViewSet, CategoryViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from articles.demo_feeds import serve_demo_feed
 from pipeline.taskqueue.api import TaskViewSet
 from pipeline.taskqueue.metrics import metrics_view
@@ -19,6 +19,7 @@ router = DefaultRouter()
 router.register("feeds", FeedViewSet)
 router.register("articles", ArticleViewSet)
 router.register("topics", TopicViewSet)
+router.register("categories", CategoryViewSet)
 router.register("tasks", TaskViewSet, basename="task")
 
 

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Category, Feed, Topic
 from articles.services import normalise_feed_url
 
 
 class FeedSerializer(serializers.ModelSerializer):
     # Creation only: fetch the URL first and, when it is a web page, find its feed (pipeline/feeds/discovery.py).
+    category = serializers.SlugRelatedField(
+        slug_field="name", queryset=Category.objects.all(), allow_null=True, required=False
+    )
     discover = serializers.BooleanField(
         write_only=True, required=False, default=False, help_text="the URL may be a website: find its feed"
     )
@@ -30,6 +33,7 @@ class FeedSerializer(serializers.ModelSerializer):
             "created_at",
             "full_text",
             "user_agent",
+            "category",
             "discover",
         ]
         read_only_fields = [
@@ -54,6 +58,13 @@ class FeedSerializer(serializers.ModelSerializer):
     def update(self, instance: Feed, validated_data: dict) -> Feed:
         validated_data.pop("discover", None)
         return super().update(instance, validated_data)
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["created_at"]
 
 
 class TopicSerializer(serializers.ModelSerializer):

@@ -5,19 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpResponse
 from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from articles.api.filters import ArticleFilter
-from articles.api.serializers import ArticleLabelSerializer, ArticleSerializer, FeedSerializer, TopicSerializer
-from articles.models import Article, Feed, Topic
+from articles.api.serializers import (
+    ArticleLabelSerializer,
+    ArticleSerializer,
+    CategorySerializer,
+    FeedSerializer,
+    TopicSerializer,
+)
+from articles.models import Article, Category, Feed, Topic
 from articles.services import requeue_for_processing
 from pipeline.actors import process_articles, process_pending_articles, request_retraining, scrape_article, scrape_feed
+from pipeline.feeds import opml
 from pipeline.feeds.article_pages import request_page_fetch
 from pipeline.feeds.discovery import DiscoveryError, find_feeds
 from pipeline.taskqueue.enqueue import send_on_commit
@@ -47,6 +57,16 @@ def enqueue_or_503(request: Request, send: Callable[[], str]) -> Response:
         return unavailable_response(error)
 
 
+class OpmlParser(BaseParser):
+    """A raw OPML body (the file itself, not a form): handed over as bytes, read by pipeline/feeds/opml.py."""
+
+    media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
+        # One byte over the limit is enough to refuse the file; the rest is never read.
+        return stream.read(settings.OPML_MAX_BYTES + 1) if stream is not None else b""
+
+
 # Operators' work (a feed's settings, re-fetching or re-processing an article): staff only for now.
 OPERATOR_ACTIONS = frozenset({"partial_update", "scrape_page", "reprocess"})
 
@@ -58,9 +78,9 @@ class FeedViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Feed.objects.all()
+    queryset = Feed.objects.select_related("category")
     serializer_class = FeedSerializer
-    filterset_fields = ["is_active"]
+    filterset_fields = ["is_active", "category", "category__name", "full_text"]
     http_method_names = ["get", "post", "patch", "head", "options"]  # PATCH changes settings; no PUT
 
     def get_permissions(self) -> Sequence[Any]:
@@ -95,6 +115,34 @@ class FeedViewSet(
         feed_body.is_valid(raise_exception=True)
         self.perform_create(feed_body)
         return Response(feed_body.data, status=status.HTTP_201_CREATED)
+
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import-opml",
+        url_name="import-opml",
+        parser_classes=[MultiPartParser, FormParser, OpmlParser],
+    )
+    def import_opml(self, request: Request) -> Response:
+        """An OPML file (multipart field "file", or the raw XML as the body): all its feeds or none."""
+        upload = request.FILES.get("file") if hasattr(request, "FILES") else None
+        if upload is not None:
+            content = upload.read(settings.OPML_MAX_BYTES + 1)
+        elif isinstance(request.data, bytes):
+            content = request.data
+        else:
+            return Response({"detail": "send the OPML file as the body or as the multipart field 'file'"}, status=400)
+        try:
+            result = opml.import_opml(content, max_bytes=settings.OPML_MAX_BYTES)
+        except opml.OpmlError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+    @action(detail=False, methods=["get"], url_path="export-opml", url_name="export-opml")
+    def export_opml(self, request: Request) -> HttpResponse:
+        response = HttpResponse(opml.export_opml(), content_type="text/x-opml; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="newsrec-feeds.opml"'
+        return response
 
     @action(detail=True, methods=["post"])
     def scrape(self, request: Request, pk: str | None = None) -> Response:
@@ -144,6 +192,11 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
             return send_on_commit(process_articles, [article.pk], origin=Origin.API)
 
         return enqueue_or_503(request, send)
+
+
+class CategoryViewSet(viewsets.ModelViewSet):
+    queryset = Category.objects.all()
+    serializer_class = CategorySerializer
 
 
 class TopicViewSet(viewsets.ModelViewSet):
