@@ -8,10 +8,15 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from articles.models import Article, Category, Feed, Topic
 from pipeline.actors import request_retraining, scrape_article, scrape_feed
 from pipeline.feeds.article_pages import request_page_fetch
+from pipeline.feeds.fetch_log import KEEP_PER_FEED
 from pipeline.taskqueue.enqueue import send_on_commit
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
 from pipeline.taskqueue.names import Origin
@@ -36,8 +41,57 @@ class FeedAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "category", "full_text"]
     search_fields = ["url", "title"]
     # What polls write, except what an operator may set: the URL, the title, and is_active (re-enable).
-    readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + ["created_at"]
+    readonly_fields = [f for f in Feed.FETCH_STATE_FIELDS if f not in {"url", "title", "is_active"}] + [
+        "created_at",
+        "recent_fetches",
+        "failed_article_pages",
+    ]
     actions = ["scrape_now"]
+
+    @admin.display(description="Last fetches")
+    def recent_fetches(self, feed: Feed) -> str:
+        fetches = feed.fetches.all()[:KEEP_PER_FEED] if feed.pk else []
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    f.status,
+                    filesizeformat(f.bytes),
+                    f.duration_ms,
+                    f.entries,
+                    f.new_articles,
+                    f.error,
+                )
+                for f in fetches
+            ),
+        )
+        if not rows:
+            return "none yet"
+        head = (
+            "<tr><th>time</th><th>status</th><th>bytes</th><th>took</th><th>items</th><th>new</th><th>error</th></tr>"
+        )
+        return format_html("<table>{}{}</table>", mark_safe(head), rows)  # noqa: S308 - a constant
+
+    @admin.display(description="Articles whose page fetch failed (latest 20)")
+    def failed_article_pages(self, feed: Feed) -> str:
+        failed = (
+            feed.articles.filter(page_status__in=[Article.PageStatus.FAILED, Article.PageStatus.DISALLOWED])
+            .order_by("-page_fetched_at", "-id")
+            .only("id", "title", "url", "page_status", "page_error")[:20]
+            if feed.pk
+            else []
+        )
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+            (
+                (reverse("admin:articles_article_change", args=[a.pk]), a.title or a.url, a.page_status, a.page_error)
+                for a in failed
+            ),
+        )
+        return format_html("<table>{}</table>", rows) if rows else "none"
 
     @admin.action(description="Scrape the selected feeds now")
     def scrape_now(self, request: HttpRequest, queryset: QuerySet[Feed]) -> None:

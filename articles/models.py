@@ -155,6 +155,33 @@ class Feed(models.Model):
         self.disabled_reason = reason[:500]
 
 
+class FeedFetch(models.Model):
+    """One poll of a feed, for the admin's feed page: what came back and what it brought.
+
+    Only the newest few per feed are kept (pipeline/feeds/fetch_log.py): this is a window on recent
+    behaviour, not an archive.
+    """
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="fetches")
+    started_at = models.DateTimeField()
+    status = models.CharField(max_length=16)  # ScrapeOutcome.status: ok, not_modified, error, skipped
+    bytes = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    entries = models.PositiveIntegerField(default=0)
+    new_articles = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # the feed page and the trimming: WHERE feed_id = … ORDER BY started_at DESC
+            models.Index(fields=["feed", "-started_at"], name="feedfetch_feed_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed_id} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
 class Article(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"

@@ -10,15 +10,18 @@ a queued message is stale and dropped (the next scheduled sweep re-creates whate
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 from django.conf import settings
+from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
 
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline.feeds import article_pages, scraping
+from pipeline.feeds.fetch_log import record_fetch
 from pipeline.search import stories, vector_index
 from pipeline.taskqueue.broker import redis_client
 from pipeline.taskqueue.enqueue import (
@@ -83,7 +86,9 @@ def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> lis
 )
 def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
     """Scrape one feed; new articles go straight on to processing (the chain), whose task ids are returned."""
+    started_at, clock = timezone.now(), time.monotonic()
     outcome = scraping.scrape_feed(int(feed_id))
+    record_fetch(outcome, started_at=started_at, duration_seconds=time.monotonic() - clock)
     follow_ups: list[str] = []
     if chain and outcome.new_article_ids:
         # Articles whose page is fetched go to processing when the fetch ends (scrape_article); the rest now.
