@@ -68,7 +68,8 @@ class OpmlParser(BaseParser):
 
 
 # Operators' work (a feed's settings, re-fetching or re-processing an article): staff only for now.
-OPERATOR_ACTIONS = frozenset({"partial_update", "scrape_page", "reprocess"})
+FEED_OPERATOR_ACTIONS = frozenset({"partial_update"})
+ARTICLE_OPERATOR_ACTIONS = frozenset({"scrape_page", "reprocess"})
 
 
 class FeedViewSet(
@@ -84,7 +85,7 @@ class FeedViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]  # PATCH changes settings; no PUT
 
     def get_permissions(self) -> Sequence[Any]:
-        if self.action in OPERATOR_ACTIONS:
+        if self.action in FEED_OPERATOR_ACTIONS:
             return [IsAdminUser()]
         return super().get_permissions()
 
@@ -165,7 +166,7 @@ class ArticleViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ArticleSerializer(article, context=self.get_serializer_context()).data)
 
     def get_permissions(self) -> Sequence[Any]:
-        if self.action in OPERATOR_ACTIONS:
+        if self.action in ARTICLE_OPERATOR_ACTIONS:
             return [IsAdminUser()]
         return super().get_permissions()
 
