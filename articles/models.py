@@ -22,7 +22,27 @@ class Topic(models.Model):
         return self.name
 
 
+class Category(models.Model):
+    """A folder of feeds, as feed readers have them (OPML outlines); a feed is in at most one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Feed(models.Model):
+    class FullText(models.TextChoices):
+        # Fetch an article's page when the feed's item carries less than ARTICLE_FULL_TEXT_MIN_CHARS of text.
+        AUTO = "auto"
+        ALWAYS = "always"
+        NEVER = "never"
+
     # Fields a poll writes (record_success / record_failure). The scraper saves only these, leaving an
     # operator's concurrent edits alone; the admin shows those the operator may not edit as read-only.
     FETCH_STATE_FIELDS = [
@@ -61,6 +81,17 @@ class Feed(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     error_count = models.PositiveIntegerField(default=0, help_text="Consecutive failures.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    full_text = models.CharField(
+        max_length=8,
+        choices=FullText.choices,
+        default=FullText.AUTO,
+        db_default=FullText.AUTO,
+        help_text="Fetch each article's page for its whole text: auto = when the feed's item is short.",
+    )
+    # Some sites answer 403 to generic clients; empty = settings.ARTICLE_USER_AGENT.
+    user_agent = models.CharField(max_length=300, blank=True, default="", db_default="")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="feeds")
 
     class Meta:
         ordering = ["id"]
@@ -126,11 +157,47 @@ class Feed(models.Model):
         self.disabled_reason = reason[:500]
 
 
+class FeedFetch(models.Model):
+    """One poll of a feed, for the admin's feed page: what came back and what it brought.
+
+    Only the newest few per feed are kept (pipeline/feeds/fetch_log.py): this is a window on recent
+    behaviour, not an archive.
+    """
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="fetches")
+    started_at = models.DateTimeField()
+    status = models.CharField(max_length=16)  # ScrapeOutcome.status: ok, not_modified, error, skipped
+    bytes = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    entries = models.PositiveIntegerField(default=0)
+    new_articles = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # the feed page and the trimming: WHERE feed_id = … ORDER BY started_at DESC
+            models.Index(fields=["feed", "-started_at"], name="feedfetch_feed_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed_id} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
 class Article(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         PROCESSED = "processed"
         FAILED = "failed"
+
+    class PageStatus(models.TextChoices):
+        """Where the article's own page stands (pipeline/feeds/article_pages.py)."""
+
+        NOT_FETCHED = "", "not fetched"  # the feed's text is used (feed setting, or long enough)
+        QUEUED = "queued"  # processing waits for the fetch (see services.claim_pending_articles)
+        FETCHED = "fetched"  # `body` holds the page's extracted text
+        FAILED = "failed"  # failed for good: processed from the feed's text, `page_error` says why
+        DISALLOWED = "disallowed"  # robots.txt forbids it: never fetched, never retried
 
     class ClassifiedBy(models.TextChoices):
         ZERO_SHOT = "zero_shot"
@@ -165,6 +232,18 @@ class Article(models.Model):
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     # Near-duplicates across feeds (the same story) share a story id: the id of the story's first article.
     story_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+
+    # The article's own page (scrape_article): its main text and metadata, extracted with trafilatura.
+    page_status = models.CharField(
+        max_length=16, choices=PageStatus.choices, blank=True, default="", db_default="", editable=False
+    )
+    page_error = models.TextField(blank=True, default="", db_default="", editable=False)
+    # When the fetch was asked for: a fetch still queued long after this was lost (services.PAGE_FETCH_WAIT).
+    page_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    page_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    body = models.TextField(blank=True, default="", db_default="", editable=False)
+    language = models.CharField(max_length=35, blank=True, default="", db_default="", editable=False)
+    image_url = models.URLField(max_length=2000, blank=True, default="", db_default="", editable=False)
 
     class Meta:
         ordering = ["-published_at", "-id"]

@@ -20,7 +20,7 @@ ADMINS = "newsrec admins"
 # app label -> codenames. Readers read everything the API shows and record their own interactions
 # (recommendations need only a signed-in user).
 _READ = {
-    "articles": ["view_feed", "view_article", "view_topic", "view_interaction"],
+    "articles": ["view_feed", "view_article", "view_topic", "view_interaction", "view_category"],
     "pipeline": ["view_taskrecord"],
 }
 _READER = {"articles": [*_READ["articles"], "add_interaction"], "pipeline": _READ["pipeline"]}
@@ -33,6 +33,9 @@ _OPERATOR = {
         "change_feed",
         "delete_feed",
         "scrape_feed",
+        "add_category",
+        "change_category",
+        "delete_category",
         "add_topic",
         "change_topic",
         "delete_topic",

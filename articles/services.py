@@ -19,6 +19,10 @@ PROCESSING_CLAIM_TTL = timedelta(minutes=30)
 # Between a claim's commit and its message reaching Redis (milliseconds): a sweep that finds the
 # article claimed but not yet in the queue within this window leaves it alone.
 PROCESSING_ENQUEUE_GRACE = timedelta(minutes=1)
+# An article waiting for its page (page_status queued) is left out of processing until its fetch ends;
+# one still waiting this long after it was asked for lost its message and is processed from feed text.
+# Longer than a fetch's attempts with their backoff (pipeline.actors.scrape_article: ~7 minutes).
+PAGE_FETCH_WAIT = timedelta(minutes=30)
 
 _validate_url = URLValidator(schemes=["http", "https"])
 
@@ -76,10 +80,13 @@ def claim_pending_articles(
     never handed over, or handed over but lost. `in_queue` (the ids the broker's messages still name,
     see pipeline.taskqueue.queued_work) says which were lost: any claimed more than PROCESSING_ENQUEUE_GRACE ago
     and not in it — so a Redis that lost its queues costs one sweep period, not the claim TTL. When the
-    broker cannot tell (None), a claim older than PROCESSING_CLAIM_TTL is presumed lost.
+    broker cannot tell (None), a claim older than PROCESSING_CLAIM_TTL is presumed lost. Articles
+    waiting for their page are left for when the fetch ends (or for PAGE_FETCH_WAIT, if it was lost).
     """
     now = now or timezone.now()
-    pending = Article.objects.filter(status=Article.Status.PENDING)
+    pending = Article.objects.filter(status=Article.Status.PENDING).exclude(
+        page_status=Article.PageStatus.QUEUED, page_requested_at__gt=now - PAGE_FETCH_WAIT
+    )
     if article_ids is not None:
         pending = pending.filter(pk__in=list(article_ids))
     elif in_queue is not None:
@@ -92,6 +99,13 @@ def claim_pending_articles(
         ids = list(pending.select_for_update(skip_locked=True).order_by("id").values_list("id", flat=True)[:limit])
         Article.objects.filter(pk__in=ids).update(queued_at=now)
     return ids
+
+
+def requeue_for_processing(article: Article, *, now: datetime | None = None) -> None:
+    """Make a processed (or failed) article pending again and claim it for the message the caller sends."""
+    Article.objects.filter(pk=article.pk).update(
+        status=Article.Status.PENDING, processing_error="", queued_at=now or timezone.now(), claimed_by=""
+    )
 
 
 # Liking and dismissing contradict each other: recording one withdraws the other.

@@ -438,3 +438,31 @@ REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["articles.api.permissions.RolePe
 # feed URL cannot reach Redis, Postgres or any other service listening on loopback.
 if DEMO_MODE:
     FEED_ALLOWED_PRIVATE_HOSTS += [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"[::1]:{PORT}"]
+# --- issue-9: whole articles (pipeline/feeds/article_pages.py, pipeline/taskqueue/politeness.py) ---
+# Feeds in "auto" mode have an article's page fetched when the item's own text (summary and content,
+# HTML stripped) is shorter than this: most feeds carry a title and a sentence or two (~200 characters).
+ARTICLE_FULL_TEXT_MIN_CHARS = env_int("ARTICLE_FULL_TEXT_MIN_CHARS", 400)
+# An article page is HTML, often with inline scripts and styles, rarely more than a few hundred KiB;
+# past this cap the fetch is refused (the article keeps its feed text).
+ARTICLE_MAX_BYTES = env_int("ARTICLE_MAX_BYTES", 5 * 1024 * 1024)
+ARTICLE_CONNECT_TIMEOUT_SECONDS = env_int("ARTICLE_CONNECT_TIMEOUT_SECONDS", 10)
+ARTICLE_TOTAL_TIMEOUT_SECONDS = env_int("ARTICLE_TOTAL_TIMEOUT_SECONDS", 30)
+# Some sites answer 403 to generic clients; a feed's own user_agent overrides this.
+ARTICLE_USER_AGENT = env_str("ARTICLE_USER_AGENT", "newsrec/1.0 (+article fetcher)")
+# Fetches that finish within this many seconds are processed together, as one batch.
+ARTICLE_PROCESS_DELAY_SECONDS = env_int("ARTICLE_PROCESS_DELAY_SECONDS", 5)
+# Whether the model reads the extracted page body (True) or only the title and the feed's text: chosen
+# from benchmarks/bench_full_text.py (docs/quality.md, "Full text").
+ARTICLE_BODY_FOR_MODEL = env_bool("ARTICLE_BODY_FOR_MODEL", True)
+# robots.txt answers are kept this long per host in each worker process.
+ROBOTS_CACHE_SECONDS = env_int("ROBOTS_CACHE_SECONDS", 3600)
+# Politeness per host, shared by every worker on every machine through Redis: at most this many
+# requests at once, at least this many milliseconds between two starts, and a fetch waits at most this
+# long for its turn before it is put back on the queue with a delay (so a thread is not held for minutes).
+HOST_MAX_CONCURRENT_REQUESTS = env_int("HOST_MAX_CONCURRENT_REQUESTS", 2)
+HOST_MIN_INTERVAL_MS = env_int("HOST_MIN_INTERVAL_MS", 1000)
+HOST_MAX_WAIT_SECONDS = env_int("HOST_MAX_WAIT_SECONDS", 20)
+# A Retry-After longer than this is capped: a site cannot park its articles for days.
+HOST_MAX_PAUSE_SECONDS = env_int("HOST_MAX_PAUSE_SECONDS", 3600)
+# An OPML file is a list of subscriptions: a few hundred KiB even for thousands of feeds.
+OPML_MAX_BYTES = env_int("OPML_MAX_BYTES", 2 * 1024 * 1024)

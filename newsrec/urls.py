@@ -11,7 +11,7 @@ import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the sc
 from articles.api.ids import IdConverter
 from articles.api.recommendations import InteractionView, RecommendationsView
 from articles.api.similarity import SearchView, SimilarArticlesView
-from articles.api.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
+from articles.api.views import ArticleViewSet, CategoryViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from articles.demo_feeds import serve_demo_feed
 from pipeline.taskqueue.api import TaskViewSet
 from pipeline.taskqueue.metrics import metrics_view
@@ -22,6 +22,7 @@ router = DefaultRouter()
 router.register("feeds", FeedViewSet)
 router.register("articles", ArticleViewSet)
 router.register("topics", TopicViewSet)
+router.register("categories", CategoryViewSet)
 router.register("tasks", TaskViewSet, basename="task")
 
 

@@ -10,18 +10,29 @@ a queued message is stale and dropped (the next scheduled sweep re-creates whate
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 from django.conf import settings
+from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
 
 from articles.services import claim_due_feeds, claim_pending_articles
-from pipeline.feeds import scraping
+from pipeline.feeds import article_pages, scraping
+from pipeline.feeds.fetch_log import record_fetch
 from pipeline.search import stories, vector_index
-from pipeline.taskqueue.enqueue import clear_coalescing_flag, send_coalesced_on_commit, send_on_commit
+from pipeline.taskqueue.broker import redis_client
+from pipeline.taskqueue.enqueue import (
+    clear_coalescing_flag,
+    send_coalesced_now,
+    send_coalesced_on_commit,
+    send_later,
+    send_on_commit,
+)
 from pipeline.taskqueue.names import Origin
+from pipeline.taskqueue.politeness import HostBusy, HostPoliteness
 from pipeline.taskqueue.queued_work import article_ids_in_queue
 from pipeline.taskqueue.retention import purge_task_records as delete_old_task_records
 from pipeline.understanding import processing, training
@@ -31,6 +42,12 @@ from pipeline.understanding import processing, training
 SCRAPING = "scraping"
 PROCESSING = "processing"
 RETRAIN_FLAG = "retrain-topic-classifier"
+# Articles whose page fetch ended are processed by one delayed sweep per burst: batches, not one each.
+PROCESS_READY_FLAG = "process-ready-articles"
+# Attempts at an article page before its failure counts for good (network errors, timeouts, 429, 5xx),
+# spaced by PAGE_RETRY_BACKOFF_SECONDS × 2^(attempt-1), or the site's Retry-After when longer.
+PAGE_FETCH_ATTEMPTS = 3
+PAGE_RETRY_BACKOFF_SECONDS = 60
 
 MINUTE = 60_000  # Dramatiq counts milliseconds
 RETRY_POLICY: dict[str, Any] = {"max_retries": 3, "min_backoff": MINUTE, "max_backoff": 10 * MINUTE}
@@ -69,9 +86,71 @@ def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> lis
 )
 def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
     """Scrape one feed; new articles go straight on to processing (the chain), whose task ids are returned."""
+    started_at, clock = timezone.now(), time.monotonic()
     outcome = scraping.scrape_feed(int(feed_id))
-    follow_ups = enqueue_processing(outcome.new_article_ids, origin=Origin.PIPELINE) if chain else []
+    record_fetch(outcome, started_at=started_at, duration_seconds=time.monotonic() - clock)
+    follow_ups: list[str] = []
+    if chain and outcome.new_article_ids:
+        # Articles whose page is fetched go to processing when the fetch ends (scrape_article); the rest now.
+        page_ids = article_pages.queue_page_fetches(outcome.new_article_ids)
+        follow_ups = [send_on_commit(scrape_article, article_id, origin=Origin.PIPELINE) for article_id in page_ids]
+        follow_ups += enqueue_processing(outcome.new_article_ids, origin=Origin.PIPELINE)
     return {**outcome.as_dict(), "follow_up_task_ids": follow_ups}
+
+
+def host_politeness() -> HostPoliteness:
+    return HostPoliteness(
+        redis_client(scrape_article.broker),
+        max_concurrent=settings.HOST_MAX_CONCURRENT_REQUESTS,
+        min_interval_ms=settings.HOST_MIN_INTERVAL_MS,
+        max_wait_seconds=settings.HOST_MAX_WAIT_SECONDS,
+        lease_ms=(2 * settings.ARTICLE_TOTAL_TIMEOUT_SECONDS + 10) * 1000,
+        max_pause_seconds=settings.HOST_MAX_PAUSE_SECONDS,
+    )
+
+
+@dramatiq.actor(
+    queue_name=SCRAPING,
+    store_results=True,
+    # Robots.txt and the page (each bounded by ARTICLE_TOTAL_TIMEOUT_SECONDS), extraction (its budget) and
+    # the wait for a turn at the host (HOST_MAX_WAIT_SECONDS).
+    time_limit=3 * MINUTE,
+    max_age=6 * 60 * MINUTE,
+    throws=NOT_RETRYABLE,
+    **RETRY_POLICY,
+)
+def scrape_article(article_id: int, attempt: int = 1) -> dict[str, object]:
+    """Fetch one article's page and store its text; once the fetch has ended (well, or failed for good),
+    the article goes to processing in the next batch, whose task id is returned."""
+    article_id, attempt = int(article_id), int(attempt)
+    politeness = host_politeness()
+    try:
+        outcome = article_pages.fetch_article_page(
+            article_id, gate=politeness.slot, final_attempt=attempt >= PAGE_FETCH_ATTEMPTS
+        )
+    except HostBusy as busy:
+        # The host has its share of requests (or asked for a pause): this message comes back later, and
+        # the wait does not count as an attempt.
+        later = send_later(scrape_article, article_id, attempt, delay_seconds=busy.retry_in, origin=Origin.PIPELINE)
+        return {"article_id": article_id, "status": "deferred", "error": str(busy), "follow_up_task_ids": [later]}
+    if outcome.retry_after and outcome.host:
+        politeness.pause(outcome.host, outcome.retry_after)
+    result = outcome.as_dict()
+    if outcome.status == "retry":
+        backoff = max(PAGE_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1), outcome.retry_after or 0)
+        later = send_later(scrape_article, article_id, attempt + 1, delay_seconds=backoff, origin=Origin.PIPELINE)
+        return {**result, "attempt": attempt, "follow_up_task_ids": [later]}
+    follow_ups = []
+    if outcome.status != "skipped":
+        follow_ups = [
+            send_coalesced_now(
+                process_pending_articles,
+                flag=PROCESS_READY_FLAG,
+                delay_seconds=settings.ARTICLE_PROCESS_DELAY_SECONDS,
+                origin=Origin.PIPELINE,
+            )
+        ]
+    return {**result, "attempt": attempt, "follow_up_task_ids": follow_ups}
 
 
 @dramatiq.actor(
@@ -117,6 +196,8 @@ def process_articles(article_ids: list[int]) -> dict[str, object]:
 )
 def process_pending_articles() -> dict[str, object]:
     """Sweep: queue every pending article not already queued (or queued so long ago it was lost)."""
+    # Cleared before the sweep reads: an article whose page fetch ends from now on asks for the next one.
+    clear_coalescing_flag(process_pending_articles.broker, PROCESS_READY_FLAG)
     task_ids = enqueue_processing(None, origin=Origin.PIPELINE)
     return {"batches": len(task_ids), "follow_up_task_ids": task_ids}
 

@@ -142,7 +142,8 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
         fresh.run_django(
             "from articles.models import Feed\n"
             f"for url in {feeds.urls!r}:\n"
-            "    Feed.objects.create(url=url, title=url)\n"
+            # Their items link to made-up sites: no page fetches (tests never resolve made-up names).
+            "    Feed.objects.create(url=url, title=url, full_text='never')\n"
         )
         fresh.insert_pending_articles(PENDING)
         supervisor = fresh.supervise(["worker-scraping", "worker-processing"], PROCESSING_BATCH_SIZE="8")
@@ -223,7 +224,8 @@ def test_redis_restart_loses_the_queues_and_the_next_sweep_queues_everything_aga
     feeds = SlowFeedServer(feeds=1, items_per_feed=10)
     try:
         fresh.run_django(
-            f"from articles.models import Feed\nFeed.objects.create(url={feeds.urls[0]!r}, title='due feed')\n"
+            f"from articles.models import Feed\nFeed.objects.create(url={feeds.urls[0]!r}, title='due feed',"
+            " full_text='never')\n"
         )
         fresh.insert_pending_articles(60)
         scraping = fresh.start_worker("scraping", threads=2)  # lives through the restart

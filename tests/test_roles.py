@@ -17,7 +17,7 @@ from django.contrib.auth.models import Group
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
-from articles.models import Article, Feed, Interaction, Topic
+from articles.models import Article, Category, Feed, Interaction, Topic
 from articles.roles import ADMINS, OPERATORS, READERS
 from tests.conftest import with_role
 from tests.support.task_records import record
@@ -46,11 +46,18 @@ class Write:
             ("put", "/api/topics/{id}/"): {"name": f"renamed {n}", "description": "d"},
             ("patch", "/api/topics/{id}/"): {"description": f"described {n}"},
             ("post", "/api/articles/{article_id}/interactions/"): {"kind": "read"},
+            ("patch", "/api/feeds/{id}/"): {"full_text": "never"},
+            ("post", "/api/categories/"): {"name": f"category {n}"},
+            ("put", "/api/categories/{id}/"): {"name": f"recategorised {n}"},
+            ("patch", "/api/categories/{id}/"): {"name": f"renamed category {n}"},
         }
         url = self.path
         for name in ("{id}", "{article_id}", "{task_id}"):
             if name in url:
                 url = url.replace(name, str(self._row(name, rows)))
+        if self.path == "/api/feeds/import-opml/":
+            opml = f'<opml version="2.0"><body><outline type="rss" xmlUrl="https://example.org/opml-{n}.xml"/></body></opml>'
+            return client.post(url, opml.encode(), content_type="text/x-opml").status_code
         response = getattr(client, self.method)(url, bodies.get((self.method, self.path), {}), format="json")
         return response.status_code
 
@@ -58,6 +65,8 @@ class Write:
         if name == "{task_id}":
             return record("failed").message_id  # a finished task: retryable
         collection = self.path.split("/")[2]
+        if self.method == "delete" and collection == "categories":
+            return Category.objects.create(name=f"doomed {next(_serial)}").pk
         if self.method == "delete":
             return Topic.objects.create(name=f"doomed {next(_serial)}").pk  # one to delete per call
         return rows[collection]
@@ -74,6 +83,14 @@ WRITES = [
     Write("delete", "/api/topics/{id}/", frozenset(OPERATORS_AND_ADMINS)),
     Write("post", "/api/process-articles/", frozenset(OPERATORS_AND_ADMINS)),
     Write("post", "/api/tasks/{task_id}/retry/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("patch", "/api/feeds/{id}/", frozenset(OPERATORS_AND_ADMINS)),  # full_text, user agent
+    Write("post", "/api/feeds/import-opml/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("post", "/api/articles/{id}/scrape/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("post", "/api/articles/{id}/process/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("post", "/api/categories/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("put", "/api/categories/{id}/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("patch", "/api/categories/{id}/", frozenset(OPERATORS_AND_ADMINS)),
+    Write("delete", "/api/categories/{id}/", frozenset(OPERATORS_AND_ADMINS)),
 ]
 
 
@@ -87,8 +104,9 @@ def rows(db, broker):  # type: ignore[no-untyped-def]
     feed = Feed.objects.create(url="https://example.org/rss", title="feed")
     Topic.objects.create(name="sport")
     topic = Topic.objects.create(name="politics")
-    article = Article.objects.create(feed=feed, guid="g1", title="t", topic=topic)
-    return {"feeds": feed.pk, "articles": article.pk, "topics": topic.pk}
+    article = Article.objects.create(feed=feed, guid="g1", title="t", topic=topic, url="https://example.org/a")
+    category = Category.objects.create(name="world")
+    return {"feeds": feed.pk, "articles": article.pk, "topics": topic.pk, "categories": category.pk}
 
 
 def client_for(role: str) -> APIClient:

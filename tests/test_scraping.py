@@ -107,12 +107,26 @@ def test_pending_articles_are_claimed_once_until_the_claim_goes_stale(feed):
 
 
 def test_scrape_actor_chains_processing_and_names_the_follow_up_tasks(feed, broker, django_capture_on_commit_callbacks):
+    Feed.objects.filter(pk=feed.pk).update(full_text=Feed.FullText.NEVER)  # the feed's text is enough
     with django_capture_on_commit_callbacks(execute=True):
         result = actors.scrape_feed(feed.pk)
     assert result["status"] == "ok" and len(result["new_article_ids"]) == 2
     assert len(result["follow_up_task_ids"]) == 1
     queued = broker.client.hvals(f"{broker.namespace}:processing.msgs")
     assert len(queued) == 1 and result["follow_up_task_ids"][0] in queued[0].decode()
+
+
+def test_scrape_actor_queues_page_fetches_for_snippets_and_names_them(feed, broker, django_capture_on_commit_callbacks):
+    # The fixture's items carry one sentence each: in "auto" mode their pages are fetched first.
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_feed(feed.pk)
+    assert len(result["new_article_ids"]) == 2 and len(result["follow_up_task_ids"]) == 2
+    assert broker.client.hlen(f"{broker.namespace}:processing.msgs") == 0  # processing waits for the pages
+    queued = [m.decode() for m in broker.client.hvals(f"{broker.namespace}:scraping.msgs")]
+    for task_id in result["follow_up_task_ids"]:
+        assert any(task_id in m and "scrape_article" in m for m in queued)
+    pages = Article.objects.filter(pk__in=result["new_article_ids"]).values_list("page_status", flat=True)
+    assert set(pages) == {Article.PageStatus.QUEUED}
 
 
 def test_sweep_actor_queues_a_scrape_per_due_feed(feed, broker, django_capture_on_commit_callbacks):

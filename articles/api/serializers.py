@@ -3,11 +3,19 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from articles.api.ids import parse_id
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Category, Feed, Topic
 from articles.services import normalise_feed_url
 
 
 class FeedSerializer(serializers.ModelSerializer):
+    # Creation only: fetch the URL first and, when it is a web page, find its feed (pipeline/feeds/discovery.py).
+    category = serializers.SlugRelatedField(
+        slug_field="name", queryset=Category.objects.all(), allow_null=True, required=False
+    )
+    discover = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="the URL may be a website: find its feed"
+    )
+
     class Meta:
         model = Feed
         fields = [
@@ -24,6 +32,10 @@ class FeedSerializer(serializers.ModelSerializer):
             "last_error",
             "error_count",
             "created_at",
+            "full_text",
+            "user_agent",
+            "category",
+            "discover",
         ]
         read_only_fields = [
             "site_url",
@@ -39,6 +51,21 @@ class FeedSerializer(serializers.ModelSerializer):
 
     def validate_url(self, value: str) -> str:
         return normalise_feed_url(value)
+
+    def create(self, validated_data: dict) -> Feed:
+        validated_data.pop("discover", None)
+        return super().create(validated_data)
+
+    def update(self, instance: Feed, validated_data: dict) -> Feed:
+        validated_data.pop("discover", None)
+        return super().update(instance, validated_data)
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["created_at"]
 
 
 class TopicSerializer(serializers.ModelSerializer):
@@ -71,6 +98,12 @@ class ArticleSerializer(serializers.ModelSerializer):
             "topic_confidence",
             "classified_by",
             "story_id",
+            "page_status",
+            "page_error",
+            "page_fetched_at",
+            "body",
+            "language",
+            "image_url",
         ]
         read_only_fields = fields
 

@@ -85,19 +85,21 @@ def fetch_feed(
     max_bytes: int = 15 * 1024 * 1024,
     max_redirects: int = 5,
     user_agent: str = DEFAULT_USER_AGENT,
+    accept: str = _ACCEPT,
 ) -> FetchResult:
     """GET ``url`` (conditionally when validators are given), following redirects by hand.
 
     Raises FetchError for anything but a 2xx body or a 304; no httpx exception
     escapes.  ``allowed_private_hosts`` holds hostnames (matched exactly) and IP
     addresses or CIDR networks that may be non-public, e.g. ``("localhost",
-    "127.0.0.1")`` for the demo or ``("10.0.0.0/8",)`` for an internal feed.
+    "127.0.0.1")`` for the demo or ``("10.0.0.0/8",)`` for an internal feed.  ``accept`` lets
+    pipeline/feeds/article_pages.py ask for HTML through the same client.
     """
     deadline = time.monotonic() + total_timeout
     current = _parse_start_url(url)
 
     etag, last_modified = _sendable(etag), _sendable(last_modified)
-    headers = {"User-Agent": user_agent, "Accept": _ACCEPT, "Accept-Encoding": _ACCEPT_ENCODING}
+    headers = {"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": _ACCEPT_ENCODING}
     # Sent on every hop: the validators belong to the resource, wherever it now lives.
     if etag:
         headers["If-None-Match"] = etag

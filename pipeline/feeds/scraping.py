@@ -27,6 +27,7 @@ class ScrapeOutcome:
     entries: int = 0
     new_article_ids: list[int] = field(default_factory=list)
     error: str = ""
+    bytes: int = 0  # of the response body (0 on 304 and on errors)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -74,7 +75,7 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
     if isinstance(parsed, str):
         feed.record_failure(parsed, now=now)
         feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-        return ScrapeOutcome(feed_id, "error", error=parsed)
+        return ScrapeOutcome(feed_id, "error", error=parsed, bytes=len(fetched.content))
 
     with transaction.atomic():
         new_ids = upsert_entries(feed, parsed.entries, now=now)
@@ -90,7 +91,9 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
             # Entries were kept; the complaint stays visible without counting as a failure.
             feed.last_error = f"parsed with errors: {parsed.warning}"[:2000]
         feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-    return ScrapeOutcome(feed_id, "ok", entries=len(parsed.entries), new_article_ids=new_ids)
+    return ScrapeOutcome(
+        feed_id, "ok", entries=len(parsed.entries), new_article_ids=new_ids, bytes=len(fetched.content)
+    )
 
 
 def markup_limits() -> MarkupLimits:

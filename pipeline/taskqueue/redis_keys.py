@@ -88,3 +88,21 @@ def scheduler_alive() -> str:
 def send_requested(name: str) -> str:
     """A flag that coalesces a burst of requests into one delayed message (see enqueue.send_coalesced)."""
     return f"{namespace()}:requested:{name}"
+
+
+# --- Politeness per host (pipeline/taskqueue/politeness.py), shared by every worker on every machine ---
+
+
+def host_requests(host: str) -> str:
+    """Sorted set of the requests to `host` in flight: lease token scored by when its lease ends (ms)."""
+    return f"{namespace()}:host:{host}:requests"
+
+
+def host_next_start(host: str) -> str:
+    """When (ms, Redis clock) the next request to `host` may start: the minimum interval between two."""
+    return f"{namespace()}:host:{host}:next"
+
+
+def host_paused(host: str) -> str:
+    """Until when (ms, Redis clock) `host` asked to be left alone (Retry-After on 429/503)."""
+    return f"{namespace()}:host:{host}:paused"

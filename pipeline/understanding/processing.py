@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from articles.models import Article
@@ -47,7 +48,7 @@ _CLAIM = f"""
 UPDATE {_TABLE} SET claimed_by = %(claim)s, claimed_at = statement_timestamp()
 WHERE id = ANY(%(ids)s) AND status = %(pending)s
   AND (claimed_by = '' OR claimed_by = %(claim)s OR claimed_at < statement_timestamp() - %(ttl)s::interval)
-RETURNING id, title, summary, content
+RETURNING id, title, summary, content, body
 """
 # Topic columns: a person's label (classified_by human) outranks any classifier, and an article that
 # got no prediction (no topics, or its embedding failed) keeps what it had.
@@ -107,9 +108,12 @@ def claim_articles(article_ids: Sequence[int], claim: str) -> list[_Claimed]:
             },
         )
         rows = sorted(cursor.fetchall())
+    # The page's extracted body, when there is one, stands in for the feed's content: it is the article
+    # the feed's content excerpts (settings.ARTICLE_BODY_FOR_MODEL, chosen by benchmarks/bench_full_text.py).
+    use_body = settings.ARTICLE_BODY_FOR_MODEL
     return [
-        _Claimed(article_id, embedding.article_text(title, summary, content))
-        for article_id, title, summary, content in rows
+        _Claimed(article_id, embedding.article_text(title, summary, body if use_body and body else content))
+        for article_id, title, summary, content, body in rows
     ]
 
 
