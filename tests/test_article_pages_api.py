@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
@@ -13,10 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_api() -> APIClient:
-    client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user("operator", is_staff=True))
-    return client
+def staff_api(operator_api) -> APIClient:  # type: ignore[no-untyped-def]
+    """An operator (articles/roles.py): feed settings and scrape/process triggers are operators' work."""
+    return operator_api
 
 
 @pytest.fixture

@@ -40,25 +40,25 @@ def test_alternate_links_are_read_resolved_and_filtered() -> None:
     ]
 
 
-def test_posting_a_website_stores_the_feed_it_links_to(site: PageServer, auth_api) -> None:  # type: ignore[no-untyped-def]
+def test_posting_a_website_stores_the_feed_it_links_to(site: PageServer, operator_api) -> None:  # type: ignore[no-untyped-def]
     home = site.serve("/", HOME.format(extra="").encode())
-    response = auth_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
+    response = operator_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["url"] == site.url("/feeds/all.xml")
     assert response.json()["title"] == "Riverside Post"
     assert "discover" not in response.json()
 
 
-def test_a_feed_url_is_taken_as_it_is(site: PageServer, auth_api) -> None:  # type: ignore[no-untyped-def]
-    response = auth_api.post("/api/feeds/", {"url": site.url("/feeds/all.xml"), "discover": True}, format="json")
+def test_a_feed_url_is_taken_as_it_is(site: PageServer, operator_api) -> None:  # type: ignore[no-untyped-def]
+    response = operator_api.post("/api/feeds/", {"url": site.url("/feeds/all.xml"), "discover": True}, format="json")
     assert response.status_code == 201 and response.json()["url"] == site.url("/feeds/all.xml")
 
 
-def test_several_feeds_are_listed_and_none_stored(site: PageServer, auth_api) -> None:  # type: ignore[no-untyped-def]
+def test_several_feeds_are_listed_and_none_stored(site: PageServer, operator_api) -> None:  # type: ignore[no-untyped-def]
     site.serve("/feeds/sport.xml", rss([("s", "Cup", "A win.")], title="Sport"), content_type="application/rss+xml")
     extra = '<link rel="alternate" type="application/rss+xml" title="Sport" href="/feeds/sport.xml">'
     home = site.serve("/", HOME.format(extra=extra).encode())
-    response = auth_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
+    response = operator_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
     assert response.status_code == 400
     assert response.json()["candidates"] == [
         {"url": site.url("/feeds/all.xml"), "title": "Riverside Post"},
@@ -67,16 +67,16 @@ def test_several_feeds_are_listed_and_none_stored(site: PageServer, auth_api) ->
     assert not Feed.objects.exists()
 
 
-def test_common_paths_are_tried_when_the_page_names_no_feed(site: PageServer, auth_api) -> None:  # type: ignore[no-untyped-def]
+def test_common_paths_are_tried_when_the_page_names_no_feed(site: PageServer, operator_api) -> None:  # type: ignore[no-untyped-def]
     site.serve("/rss.xml", FEED, content_type="application/rss+xml")
     home = site.serve("/", b"<html><head><title>Blog</title></head><body>Hello</body></html>")
-    response = auth_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
+    response = operator_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
     assert response.status_code == 201 and response.json()["url"] == site.url("/rss.xml")
 
 
-def test_no_feed_is_a_400_naming_what_was_tried(site: PageServer, auth_api) -> None:  # type: ignore[no-untyped-def]
+def test_no_feed_is_a_400_naming_what_was_tried(site: PageServer, operator_api) -> None:  # type: ignore[no-untyped-def]
     home = site.serve("/blog/", b"<html><head><title>Blog</title></head><body>Hello</body></html>")
-    response = auth_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
+    response = operator_api.post("/api/feeds/", {"url": home, "discover": True}, format="json")
     assert response.status_code == 400
     body = response.json()
     assert body["detail"] == f"no feed found at {home} or the common feed paths"
@@ -84,7 +84,7 @@ def test_no_feed_is_a_400_naming_what_was_tried(site: PageServer, auth_api) -> N
     assert not Feed.objects.exists()
 
     pdf = site.serve("/doc.pdf", b"%PDF-1.7", content_type="application/pdf")
-    response = auth_api.post("/api/feeds/", {"url": pdf, "discover": True}, format="json")
+    response = operator_api.post("/api/feeds/", {"url": pdf, "discover": True}, format="json")
     assert response.status_code == 400 and "neither a feed nor a web page" in response.json()["detail"]
 
 

@@ -72,16 +72,16 @@ def test_refused_files_import_nothing(content: bytes, reason: str) -> None:
     assert not Feed.objects.exists() and not Category.objects.exists()
 
 
-def test_api_import_raw_and_multipart_then_export_and_filter(auth_api, api) -> None:  # type: ignore[no-untyped-def]
-    raw = auth_api.generic("POST", "/api/feeds/import-opml/", OPML, content_type="text/x-opml")
+def test_api_import_raw_and_multipart_then_export_and_filter(operator_api, api) -> None:  # type: ignore[no-untyped-def]
+    raw = operator_api.generic("POST", "/api/feeds/import-opml/", OPML, content_type="text/x-opml")
     assert raw.status_code == 201, raw.content
     assert len(raw.json()["created"]) == 4
 
     upload = SimpleUploadedFile("subs.opml", OPML, content_type="text/x-opml")
-    again = auth_api.post("/api/feeds/import-opml/", {"file": upload}, format="multipart")
+    again = operator_api.post("/api/feeds/import-opml/", {"file": upload}, format="multipart")
     assert again.status_code == 200 and len(again.json()["already_present"]) == 4
 
-    bad = auth_api.generic("POST", "/api/feeds/import-opml/", BILLION_LAUGHS, content_type="application/xml")
+    bad = operator_api.generic("POST", "/api/feeds/import-opml/", BILLION_LAUGHS, content_type="application/xml")
     assert bad.status_code == 400 and "entities" in bad.json()["detail"]
 
     exported = api.get("/api/feeds/export-opml/")

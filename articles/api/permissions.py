@@ -22,7 +22,7 @@ __all__ = ["RolePermission", "required_permissions"]
 def required_permissions(request: Request, view: Any) -> list[str] | None:
     """The permissions `view` lists for this write, or None when it lists none."""
     method = (request.method or "").lower()
-    if not hasattr(view, method):
+    if not hasattr(view, method) or method not in getattr(view, "http_method_names", [method]):
         return []  # a method the view does not answer needs nothing: its 405 says so
     table: dict[str, list[str]] = getattr(view, "write_permissions", {})
     key = getattr(view, "action", None) or method
