@@ -384,3 +384,12 @@ VECTOR_INDEX_REFRESH_MS = env_int("VECTOR_INDEX_REFRESH_MS", 1000)
 VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS = env_int("VECTOR_INDEX_CATCHUP_OVERLAP_SECONDS", 30)
 # A full (id, processed_at) comparison with Postgres this often heals anything the overlap missed.
 VECTOR_INDEX_RECONCILE_SECONDS = env_int("VECTOR_INDEX_RECONCILE_SECONDS", 600)
+
+# --- issue-10: reader pages, API docs, readiness ---
+# The reader (articles/reader) is an app only so its templates and static files are found; the
+# sidecar ships Swagger UI and ReDoc as static files, so /api/docs/ and /api/redoc/ work offline.
+INSTALLED_APPS += ["articles.reader", "drf_spectacular_sidecar"]
+LOGIN_URL = "reader:login"
+LOGIN_REDIRECT_URL = "reader:for-you"
+LOGOUT_REDIRECT_URL = "reader:login"
+SPECTACULAR_SETTINGS |= {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 import newsrec.api_schema  # noqa: F401 - describes the plain APIViews in the schema
@@ -37,8 +37,12 @@ urlpatterns = [
     path("api/articles/<str:article_id>/interactions/", InteractionView.as_view(), name="article-interactions"),
     path("api/recommendations/", RecommendationsView.as_view(), name="recommendations"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),  # OpenAPI 3 (drf-spectacular)
+    # Swagger UI and ReDoc over that schema, their scripts served from drf-spectacular-sidecar's static files.
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),
     path("metrics", metrics_view, name="metrics"),  # Prometheus (pipeline/taskqueue/metrics.py)
+    path("", include("articles.reader.urls")),  # the reader's pages: /, /latest/, /search/, /articles/<id>/
 ]
