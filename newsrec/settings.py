@@ -393,3 +393,13 @@ LOGIN_URL = "reader:login"
 LOGIN_REDIRECT_URL = "reader:for-you"
 LOGOUT_REDIRECT_URL = "reader:login"
 SPECTACULAR_SETTINGS |= {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
+# /readyz (newsrec/readiness.py). Queues that need a live worker: empty = every queue the actors declare.
+READYZ_QUEUES = env_list("READYZ_QUEUES", [])
+# The most frequent scheduled job runs every 5 minutes: three missed runs mean the scheduler is stuck.
+# 0 leaves the scheduler out (an installation that runs none on purpose).
+READYZ_SCHEDULER_MAX_AGE_SECONDS = env_int("READYZ_SCHEDULER_MAX_AGE_SECONDS", 900)
+# Articles processed this long ago and still not searchable make this process unready.
+READYZ_INDEX_MAX_LAG_SECONDS = env_int("READYZ_INDEX_MAX_LAG_SECONDS", 300)
+# A worker whose heartbeat (written every 5 s) is older than this counts as gone: two missed beats.
+# Compares the worker's clock with the web's, so machines must keep NTP time.
+READYZ_WORKER_STALE_SECONDS = env_int("READYZ_WORKER_STALE_SECONDS", 12)

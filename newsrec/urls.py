@@ -12,6 +12,7 @@ from articles.api.recommendations import InteractionView, RecommendationsView
 from articles.api.similarity import SearchView, SimilarArticlesView
 from articles.api.views import ArticleViewSet, FeedViewSet, ProcessArticlesView, TopicViewSet
 from articles.demo_feeds import serve_demo_feed
+from newsrec.readiness import readyz
 from pipeline.taskqueue.api import TaskViewSet
 from pipeline.taskqueue.metrics import metrics_view
 
@@ -43,6 +44,7 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("demo/feeds/<str:filename>", serve_demo_feed, name="demo-feed"),
     path("healthz", healthz),
+    path("readyz", readyz, name="readyz"),  # per component, 200 or 503 (newsrec/readiness.py)
     path("metrics", metrics_view, name="metrics"),  # Prometheus (pipeline/taskqueue/metrics.py)
     path("", include("articles.reader.urls")),  # the reader's pages: /, /latest/, /search/, /articles/<id>/
 ]

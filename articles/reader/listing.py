@@ -51,11 +51,8 @@ def latest(topic: Topic | None, limit: int = LATEST_SIZE) -> list[Article]:
     articles = Article.objects.filter(status=Article.Status.PROCESSED)
     if topic is not None:
         articles = articles.filter(topic=topic)
-    collapsed = collapse_stories(articles).annotate(story_size=Coalesce(_story_size(), 1))
-    rows = list(_with_feed_and_topic(collapsed).order_by("-published_at", "-id")[:limit])
-    for article in rows:
-        article.more_sources = max(article.story_size - 1, 0)
-    return rows
+    collapsed = collapse_stories(articles).annotate(more_sources=Coalesce(_story_size(), 1) - 1)
+    return list(_with_feed_and_topic(collapsed).order_by("-published_at", "-id")[:limit])
 
 
 def story_sources(article: Article) -> list[Article]:

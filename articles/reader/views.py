@@ -45,15 +45,20 @@ _ARTICLE_TAGS = {
 }
 
 
+def _user_id(request: HttpRequest) -> int:
+    assert request.user.pk is not None  # every view here is behind login_required
+    return int(request.user.pk)
+
+
 @login_required
 def for_you(request: HttpRequest) -> HttpResponse:
-    return render(request, "reader/for_you.html", {"section": "for-you", "found": listing.for_you(request.user.pk)})
+    return render(request, "reader/for_you.html", {"section": "for-you", "found": listing.for_you(_user_id(request))})
 
 
 @login_required
 def for_you_list(request: HttpRequest) -> HttpResponse:
     """The For you list alone: what reader.js swaps in after a like or a dismissal."""
-    return render(request, "reader/_for_you_list.html", {"found": listing.for_you(request.user.pk)})
+    return render(request, "reader/_for_you_list.html", {"found": listing.for_you(_user_id(request))})
 
 
 @login_required
@@ -117,7 +122,7 @@ def interact(request: HttpRequest, pk: int) -> HttpResponse:
     shown = get_object_or_404(Article, pk=pk)
     kind = request.POST.get("kind")
     if kind in (Interaction.Kind.LIKE, Interaction.Kind.DISMISS):
-        record_interaction(request.user.pk, shown, kind)
+        record_interaction(_user_id(request), shown, kind)
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = reverse("reader:for-you")
