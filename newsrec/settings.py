@@ -403,3 +403,8 @@ READYZ_INDEX_MAX_LAG_SECONDS = env_int("READYZ_INDEX_MAX_LAG_SECONDS", 300)
 # A worker whose heartbeat (written every 5 s) is older than this counts as gone: two missed beats.
 # Compares the worker's clock with the web's, so machines must keep NTP time.
 READYZ_WORKER_STALE_SECONDS = env_int("READYZ_WORKER_STALE_SECONDS", 12)
+# Every operation's description, error responses and an example (newsrec/api_docs.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "newsrec.api_docs.describe_operations",
+]
