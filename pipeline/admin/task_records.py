@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from pipeline.admin.bulk import BulkActionPages
 from pipeline.admin.dashboard import DashboardPages
 from pipeline.admin.display import pretty_json, status_badge
 from pipeline.admin.filters import ActorFilter, EnqueuedWithinFilter, OriginFilter, QueueFilter
@@ -33,7 +34,7 @@ from pipeline.taskqueue.retrying import TaskNotRetryable, retry_task
 
 
 @admin.register(TaskRecord)
-class TaskRecordAdmin(DashboardPages):
+class TaskRecordAdmin(BulkActionPages, DashboardPages):
     list_display = [
         "message_id",
         "actor_name",
