@@ -408,3 +408,12 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "newsrec.api_docs.describe_operations",
 ]
+# Log lines as JSON objects (LOG_FORMAT=json) for a log collector, or as plain text (the default).
+# Either way, lines a worker writes while running a task carry its task id, actor and queue.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}
+LOGGING["filters"] = {"task_context": {"()": "newsrec.json_logs.TaskContext"}}
+LOGGING["handlers"]["console"]["filters"] = ["task_context"]
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
