@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,22 @@ def read_descriptions(path: str | Path) -> dict[str, str]:
     return data
 
 
-def embed_labelled_texts(texts: Sequence[str]) -> np.ndarray:
-    """Embeddings through the ingestion path: a CSV text is treated as an article body."""
-    return embed_texts([article_text(None, None, text) for text in texts])
+# Texts embedded per call when a caller follows progress.
+PROGRESS_CHUNK = 256
+
+
+def embed_labelled_texts(texts: Sequence[str], progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Embeddings through the ingestion path: a CSV text is treated as an article body.
+
+    `progress`, when given, is called with the number of texts embedded after each chunk."""
+    bodies = [article_text(None, None, text) for text in texts]
+    if progress is None:
+        return embed_texts(bodies)
+    chunks = []
+    for start in range(0, len(bodies), PROGRESS_CHUNK):
+        chunks.append(embed_texts(bodies[start : start + PROGRESS_CHUNK]))
+        progress(len(chunks[-1]))
+    return np.concatenate(chunks) if chunks else embed_texts([])
 
 
 def evaluate_classifier(
@@ -67,10 +80,11 @@ def evaluate_classifier(
     draws: int = DEFAULT_DRAWS,
     k: int = 10,
     seed: int = 0,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, Any]:
     """Embed `texts` once, then score zero-shot, few-shot and neighbours; see `evaluate_vectors`."""
     started = time.monotonic()
-    vectors = embed_labelled_texts(texts)
+    vectors = embed_labelled_texts(texts, progress)
     embed_seconds = time.monotonic() - started
     topics = sorted(set(labels))
     descriptions = descriptions or {}

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from articles.management.progress import progress_bar
 from pipeline.search.evaluation import (
     DEFAULT_DRAWS,
     DEFAULT_SHOTS,
@@ -63,9 +64,17 @@ class Command(BaseCommand):
             if unknown:
                 self.stderr.write(f"descriptions for labels not in the CSV, ignored: {', '.join(unknown)}")
 
-        result = evaluate_classifier(
-            texts, labels, descriptions, shots=shots, draws=options["draws"], k=options["k"], seed=options["seed"]
-        )
+        with progress_bar(self, total=len(texts), unit="text", desc="embedding") as bar:
+            result = evaluate_classifier(
+                texts,
+                labels,
+                descriptions,
+                shots=shots,
+                draws=options["draws"],
+                k=options["k"],
+                seed=options["seed"],
+                progress=bar.update,
+            )
         if options["json"]:
             self.stdout.write(json.dumps(result))
         else:
