@@ -130,8 +130,8 @@ def test_search_then_open_an_article_and_its_similar(site, browser) -> None:  # 
     expect(results.first).to_be_visible()
     assert "Sports" in page.locator("li.card .meta").first.inner_text() or results.count() > 0
 
-    title = results.first.locator("h3").inner_text()
-    results.first.locator("h3 a").click()
+    title = results.first.locator("h2").inner_text()
+    results.first.locator("h2 a").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(title)
     expect(page.locator("a.original")).to_have_attribute("href", re.compile(r"^https?://"))
     similar = page.locator("#similar li a")
@@ -155,7 +155,7 @@ def test_the_reader_is_one_column_on_a_phone(site, browser) -> None:  # type: ig
     expect(page.locator("#for-you-list li.card").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=SHOTS / "reader-phone.png", full_page=False)
-    page.locator("#for-you-list li.card h3 a").first.click()
+    page.locator("#for-you-list li.card h2 a").first.click()
     story, side = page.locator("article.story").bounding_box(), page.locator("aside.side").bounding_box()
     assert side["y"] >= story["y"] + story["height"]  # the side panel sits under the article
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

@@ -6,7 +6,7 @@ document.addEventListener("submit", async (event) => {
   if (!api || !event.submitter) return;
   event.preventDefault();
   const kind = event.submitter.value;
-  const title = form.closest(".card").querySelector("h3").textContent.trim();
+  const title = form.closest(".card").querySelector("h2").textContent.trim();
   const status = document.getElementById("status");
   form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   try {
