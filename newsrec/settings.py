@@ -392,7 +392,13 @@ INSTALLED_APPS += ["articles.reader", "drf_spectacular_sidecar"]
 LOGIN_URL = "reader:login"
 LOGIN_REDIRECT_URL = "reader:for-you"
 LOGOUT_REDIRECT_URL = "reader:login"
-SPECTACULAR_SETTINGS |= {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would send the schema to validator.swagger.io for it.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+}
 # /readyz (newsrec/readiness.py). Queues that need a live worker: empty = every queue the actors declare.
 READYZ_QUEUES = env_list("READYZ_QUEUES", [])
 # The most frequent scheduled job runs every 5 minutes: three missed runs mean the scheduler is stuck.

@@ -188,3 +188,23 @@ def test_operator_pages_task_list_detail_queues_and_dashboard(site, browser) -> 
     page.goto(f"{base}/admin/pipeline/taskrecord/queues/")
     expect(page.get_by_role("heading", name="Live workers")).to_be_visible()
     expect(page.locator("#content table").first).to_contain_text("scraping")
+
+
+def test_api_docs_render_with_nothing_from_another_host(site, browser) -> None:  # type: ignore[no-untyped-def]
+    _, base = site
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    elsewhere: list[str] = []
+
+    def only_this_server(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(f"{base}/api/docs/")
+    expect(page.locator(".swagger-ui .opblock-summary-path", has_text="/api/recommendations/")).to_be_visible()
+    page.goto(f"{base}/api/redoc/")
+    expect(page.get_by_text("Semantic search", exact=False).first).to_be_visible()
+    assert elsewhere == []
