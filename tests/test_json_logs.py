@@ -6,12 +6,13 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from newsrec.json_logs import JsonFormatter
 from tests.support import log_actors
-from tests.support.faults import wait_until
+from tests.support.faults import free_port, wait_until
 from tests.test_records import ROOT, stop_worker, worker_env
 
 
@@ -47,3 +48,31 @@ def test_worker_lines_carry_the_task_id_and_actor(broker, tmp_path) -> None:  # 
     [hello] = [e for e in entries if e["message"] == "hello reader"]
     assert hello["task_id"] == message.message_id and hello["actor"] == "says_hello" and hello["queue"] == "logs-test"
     assert any(e["logger"].startswith("dramatiq") and "task_id" not in e for e in entries)  # lines outside a task
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_lines_are_json_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log_path = tmp_path / "web.log"
+    log = log_path.open("wb")
+    web = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "newsrec.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,  # where gunicorn.conf.py is read from
+        env=worker_env(LOG_FORMAT="json"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: "Booting worker" in log_path.read_text(), timeout=60, what="gunicorn's boot line")
+    finally:
+        stop_worker(web)
+        log.close()
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line, gunicorn's included
+    assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
