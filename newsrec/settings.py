@@ -419,7 +419,8 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
-LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}
+# LOGGING is typed dict[str, object] above, hence the ignores.
+LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}  # type: ignore[index]
 LOGGING["filters"] = {"task_context": {"()": "newsrec.json_logs.TaskContext"}}
-LOGGING["handlers"]["console"]["filters"] = ["task_context"]
-LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+LOGGING["handlers"]["console"]["filters"] = ["task_context"]  # type: ignore[index]
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]
