@@ -6,14 +6,18 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install services stop-services run test test-fast lint bench chaos clean
+.PHONY: install browser services stop-services run test test-fast lint bench chaos clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+# Debian's chromium for the browser tests (apt-get as root; they are skipped without it).
+browser:
+	scripts/install_chromium.sh
 
 services: install
 	scripts/services.sh start

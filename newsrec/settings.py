@@ -466,3 +466,42 @@ HOST_MAX_WAIT_SECONDS = env_int("HOST_MAX_WAIT_SECONDS", 20)
 HOST_MAX_PAUSE_SECONDS = env_int("HOST_MAX_PAUSE_SECONDS", 3600)
 # An OPML file is a list of subscriptions: a few hundred KiB even for thousands of feeds.
 OPML_MAX_BYTES = env_int("OPML_MAX_BYTES", 2 * 1024 * 1024)
+# --- issue-10: reader pages, API docs, readiness ---
+# The reader (articles/reader) is an app only so its templates and static files are found; the
+# sidecar ships Swagger UI and ReDoc as static files, so /api/docs/ and /api/redoc/ work offline.
+INSTALLED_APPS += ["articles.reader", "drf_spectacular_sidecar"]
+LOGIN_URL = "reader:login"
+LOGIN_REDIRECT_URL = "reader:for-you"
+LOGOUT_REDIRECT_URL = "reader:login"
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would send the schema to validator.swagger.io for it.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+}
+# /readyz (newsrec/readiness.py). Queues that need a live worker: empty = every queue the actors declare.
+READYZ_QUEUES = env_list("READYZ_QUEUES", [])
+# The most frequent scheduled job runs every 5 minutes: three missed runs mean the scheduler is stuck.
+# 0 leaves the scheduler out (an installation that runs none on purpose).
+READYZ_SCHEDULER_MAX_AGE_SECONDS = env_int("READYZ_SCHEDULER_MAX_AGE_SECONDS", 900)
+# Articles processed this long ago and still not searchable make this process unready.
+READYZ_INDEX_MAX_LAG_SECONDS = env_int("READYZ_INDEX_MAX_LAG_SECONDS", 300)
+# A worker whose heartbeat (written every 5 s) is older than this counts as gone: two missed beats.
+# Compares the worker's clock with the web's, so machines must keep NTP time.
+READYZ_WORKER_STALE_SECONDS = env_int("READYZ_WORKER_STALE_SECONDS", 12)
+# Every operation's description, error responses and an example (newsrec/api_docs.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "newsrec.api_docs.describe_operations",
+]
+# Log lines as JSON objects (LOG_FORMAT=json) for a log collector, or as plain text (the default).
+# Either way, lines a worker writes while running a task carry its task id, actor and queue.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+# LOGGING is typed dict[str, object] above, hence the ignores.
+LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}  # type: ignore[index]
+LOGGING["filters"] = {"task_context": {"()": "newsrec.json_logs.TaskContext"}}
+LOGGING["handlers"]["console"]["filters"] = ["task_context"]  # type: ignore[index]
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]

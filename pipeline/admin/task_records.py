@@ -20,9 +20,11 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from pipeline.admin.bulk import BulkActionPages
+from pipeline.admin.dashboard import DashboardPages
 from pipeline.admin.display import pretty_json, status_badge
 from pipeline.admin.filters import ActorFilter, EnqueuedWithinFilter, OriginFilter, QueueFilter
-from pipeline.admin.pages import REFRESH_SECONDS, TaskRecordPages
+from pipeline.admin.pages import REFRESH_SECONDS
 from pipeline.taskqueue import monitoring
 from pipeline.taskqueue.dead_letters import requeue_dead_letters
 from pipeline.taskqueue.errors import QueueUnavailable, queue_errors_as_unavailable
@@ -32,7 +34,7 @@ from pipeline.taskqueue.retrying import TaskNotRetryable, retry_task
 
 
 @admin.register(TaskRecord)
-class TaskRecordAdmin(TaskRecordPages):
+class TaskRecordAdmin(BulkActionPages, DashboardPages):
     list_display = [
         "message_id",
         "actor_name",

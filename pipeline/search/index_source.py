@@ -29,6 +29,14 @@ def database_label() -> str:
     return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or ''}/{db.get('NAME')}"
 
 
+def newest_stamp() -> int | None:
+    """The newest live row's stamp: how far the index could have caught up (readiness reports the gap)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max({_STAMP_SQL}) FROM {_TABLE} WHERE {_LIVE_SQL}")
+        [stamp] = cursor.fetchone()
+    return int(stamp) if stamp is not None else None
+
+
 def fetch_stamps(since_stamp: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ids, stamps) of live rows, all of them or those with processed_at past `since_stamp`."""
     sql = f"SELECT id, {_STAMP_SQL} FROM {_TABLE} WHERE {_LIVE_SQL}"

@@ -91,6 +91,11 @@ class ArticleIndex:
         return self._rows.kind
 
     @property
+    def caught_up_to(self) -> int | None:
+        """Stamp (processed_at, µs) of the newest row taken in; None while the index is empty."""
+        return self._watermark
+
+    @property
     def dead_rows(self) -> int:
         return self._rows.dead
 

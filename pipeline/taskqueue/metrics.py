@@ -52,6 +52,11 @@ class TaskCollector(Collector):
             "Duration of tasks finished in the last hour (enqueued in it)",
             labels=["actor", "quantile"],
         )
+        waiting = GaugeMetricFamily(
+            "newsrec_task_queue_wait_seconds",
+            "Time in queue (enqueued to started) of tasks started in the last hour (enqueued in it)",
+            labels=["actor", "quantile"],
+        )
         for s in hour:
             for outcome, value in (
                 ("succeeded", s.succeeded),
@@ -64,8 +69,12 @@ class TaskCollector(Collector):
             for quantile, seconds in (("0.5", s.p50), ("0.95", s.p95)):
                 if seconds is not None:
                     duration.add_metric([s.actor_name, quantile], seconds)
+            for quantile, seconds in (("0.5", s.wait_p50), ("0.95", s.wait_p95)):
+                if seconds is not None:
+                    waiting.add_metric([s.actor_name, quantile], seconds)
         yield finished
         yield duration
+        yield waiting
 
         depth = GaugeMetricFamily("newsrec_queue_messages", "Messages in the broker", labels=["queue", "state"])
         workers = GaugeMetricFamily("newsrec_workers_live", "Worker processes with a live heartbeat")

@@ -83,6 +83,10 @@ class ActorStats:
     queued: int
     p50: float | None
     p95: float | None
+    # Time in queue: enqueued → started of the latest attempt, so a retry's backoff and a delayed send's
+    # delay count as waiting (Flower's "received → started" per task; here as percentiles per actor).
+    wait_p50: float | None = None
+    wait_p95: float | None = None
 
     @property
     def finished(self) -> int:
@@ -100,7 +104,11 @@ SELECT actor_name,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
            FILTER (WHERE status_rank >= {FINISHED_RANK} AND finished_at >= started_at),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
-           FILTER (WHERE status_rank >= {FINISHED_RANK} AND finished_at >= started_at)
+           FILTER (WHERE status_rank >= {FINISHED_RANK} AND finished_at >= started_at),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at))
+           FILTER (WHERE started_at >= enqueued_at),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at))
+           FILTER (WHERE started_at >= enqueued_at)
 FROM {_TABLE}
 WHERE enqueued_at >= %s
 GROUP BY actor_name
@@ -109,14 +117,15 @@ ORDER BY actor_name
 
 
 def actor_stats(window: timedelta) -> list[ActorStats]:
-    """Per actor, over the tasks enqueued in the last `window`: outcomes, how many needed a retry, and
-    the median and 95th percentile of the duration of the finished ones (seconds)."""
+    """Per actor, over the tasks enqueued in the last `window`: outcomes, how many needed a retry, the
+    median and 95th percentile of the duration of the finished ones and of the time the started ones
+    waited in the queue (seconds)."""
     with connection.cursor() as cursor:
         cursor.execute(_STATS, [datetime.now(UTC) - window])
         rows = cursor.fetchall()
     return [
-        ActorStats(name, ok, failed, retried, running, queued, _float(p50), _float(p95))
-        for name, ok, failed, retried, running, queued, p50, p95 in rows
+        ActorStats(name, ok, failed, retried, running, queued, _float(p50), _float(p95), _float(w50), _float(w95))
+        for name, ok, failed, retried, running, queued, p50, p95, w50, w95 in rows
     ]
 
 

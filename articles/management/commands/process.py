@@ -5,6 +5,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from articles.management.progress import progress_bar
 from articles.models import Article
 from pipeline.actors import process_articles, process_pending_articles
 from pipeline.taskqueue.enqueue import send_on_commit
@@ -25,16 +26,19 @@ class Command(BaseCommand):
         totals = {"processed": 0, "failed": 0}
         # Batches by id order; each batch only touches rows still pending, so this always advances.
         last_id = 0
-        while True:
-            ids = list(
-                Article.objects.filter(status=Article.Status.PENDING, pk__gt=last_id)
-                .order_by("id")
-                .values_list("id", flat=True)[: settings.PROCESSING_BATCH_SIZE]
-            )
-            if not ids:
-                break
-            last_id = ids[-1]
-            result = process_articles(ids)
-            totals["processed"] += int(result["processed"])
-            totals["failed"] += int(result["failed"])
+        pending = Article.objects.filter(status=Article.Status.PENDING).count()
+        with progress_bar(self, total=pending, unit="article", desc="processing") as bar:
+            while True:
+                ids = list(
+                    Article.objects.filter(status=Article.Status.PENDING, pk__gt=last_id)
+                    .order_by("id")
+                    .values_list("id", flat=True)[: settings.PROCESSING_BATCH_SIZE]
+                )
+                if not ids:
+                    break
+                last_id = ids[-1]
+                result = process_articles(ids)
+                totals["processed"] += int(result["processed"])
+                totals["failed"] += int(result["failed"])
+                bar.update(len(ids))
         self.stdout.write(json.dumps(totals))

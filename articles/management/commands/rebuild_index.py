@@ -19,7 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_progress: bool, **options) -> None:
         started = time.monotonic()
-        index = vector_index.build_from_database(progress=not no_progress)
+        # The bar only on a terminal: in cron jobs and logs it would be noise.
+        index = vector_index.build_from_database(progress=not no_progress and self.stdout.isatty())
         path = index.save()
         vector_index.reset_index()
         self.stdout.write(

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from articles.management.progress import progress_bar
 from articles.models import Feed
 from pipeline.actors import process_articles, scrape_due_feeds, scrape_feed
 from pipeline.taskqueue.enqueue import send_on_commit
@@ -33,10 +35,13 @@ class Command(BaseCommand):
         feed_ids = (
             [feed] if feed is not None else list(Feed.objects.filter(is_active=True).values_list("id", flat=True))
         )
-        for feed_id in feed_ids:
-            outcome = scrape_feed(feed_id, chain=False)
-            new_ids = outcome["new_article_ids"]
-            processed = process_articles(new_ids) if new_ids else {"processed": 0, "failed": 0}
-            outcome.pop("new_article_ids")
-            outcome.pop("follow_up_task_ids")
-            self.stdout.write(json.dumps({**outcome, "new_articles": len(new_ids), "processing": processed}))
+        with progress_bar(self, total=len(feed_ids), unit="feed", desc="scraping") as bar:
+            for feed_id in feed_ids:
+                outcome = scrape_feed(feed_id, chain=False)
+                new_ids = outcome["new_article_ids"]
+                processed = process_articles(new_ids) if new_ids else {"processed": 0, "failed": 0}
+                outcome.pop("new_article_ids")
+                outcome.pop("follow_up_task_ids")
+                with bar.external_write_mode(file=sys.stderr):  # the bar steps aside for the line
+                    self.stdout.write(json.dumps({**outcome, "new_articles": len(new_ids), "processing": processed}))
+                bar.update(1)
