@@ -13,7 +13,7 @@ import json
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
@@ -93,7 +93,15 @@ def nested(depth: int) -> list:
 
 @schema.parametrize()
 @schema.given(digits=OTHER_DIGITS, depth=DEPTH)
-@settings(max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+# Generated cases only: the schema's own examples (docs) give just `case`, not the extra strategies.
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate, Phase.shrink],
+)
 def test_unicode_digits_and_deep_json_never_cause_a_server_error(case, digits, depth, seeded, broker):  # type: ignore[no-untyped-def]
     for name in case.path_parameters or {}:
         case.path_parameters[name] = digits
