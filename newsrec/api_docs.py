@@ -127,6 +127,14 @@ TASK = {
 }
 
 
+CATEGORY = {"id": 2, "name": "World", "created_at": "2026-11-01T09:00:00Z"}
+OPML_IMPORT = {
+    "created": [{"id": 5, "url": "https://news.example.org/world.xml", "title": "World", "category": "World"}],
+    "already_present": ["https://news.example.org/rss.xml"],
+    "categories_created": ["World"],
+}
+
+
 def page(item: dict[str, Any]) -> dict[str, Any]:
     return {"count": 1, "next": None, "previous": None, "results": [item]}
 
@@ -202,6 +210,40 @@ OPERATIONS: dict[tuple[str, str], tuple[str, list[str], Any]] = {
         ["403", "404", "429", "503"],
         QUEUED,
     ),
+    ("patch", "/api/feeds/{id}/"): (
+        "Change a feed's settings: title, is_active, category, full_text (auto, always, never), user_agent.",
+        [*WRITE, "404"],
+        FEED,
+    ),
+    ("post", "/api/feeds/import-opml/"): (
+        "Import an OPML file (the raw XML as the body, or the multipart field 'file'): all its feeds or none; "
+        "outline folders become categories; feeds already present are listed, not duplicated.",
+        WRITE,
+        OPML_IMPORT,
+    ),
+    ("get", "/api/feeds/export-opml/"): (
+        "Every feed as an OPML file (text/x-opml), grouped by category.",
+        ["403"],
+        '<?xml version="1.0" encoding="utf-8"?><opml version="2.0"><head><title>newsrec feeds</title></head>'
+        '<body><outline text="World"><outline type="rss" text="World" xmlUrl="https://news.example.org/world.xml"/>'
+        "</outline></body></opml>",
+    ),
+    ("post", "/api/articles/{id}/scrape/"): (
+        "Queue a fetch of this article's page (whatever its feed's full_text says); it is processed again after.",
+        ["400", "403", "404", "429", "503"],
+        QUEUED,
+    ),
+    ("post", "/api/articles/{id}/process/"): (
+        "Queue embedding and classifying this article again from the text it has now (a person's label is kept).",
+        ["403", "404", "429", "503"],
+        QUEUED,
+    ),
+    ("get", "/api/categories/"): ("Feed categories (OPML folders).", ["403"], page(CATEGORY)),
+    ("post", "/api/categories/"): ("Add a feed category.", WRITE, CATEGORY),
+    ("get", "/api/categories/{id}/"): ("One feed category.", ["403", "404"], CATEGORY),
+    ("put", "/api/categories/{id}/"): ("Rename a feed category.", [*WRITE, "404"], CATEGORY),
+    ("patch", "/api/categories/{id}/"): ("Rename a feed category.", [*WRITE, "404"], CATEGORY),
+    ("delete", "/api/categories/{id}/"): ("Delete a feed category; its feeds keep no category.", ["403", "404"], None),
     ("post", "/api/process-articles/"): (
         "Queue processing (embedding, topic, story) of every pending article; follow the task at status_url.",
         ["403", "429", "503"],

@@ -24,7 +24,7 @@ from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from articles.models import Article, Feed, Interaction, Topic
+from articles.models import Article, Category, Feed, Interaction, Topic
 from tests.conftest import rss
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,9 @@ def world(transactional_db, broker):  # type: ignore[no-untyped-def]
     feed = Feed.objects.create(url="https://example.org/rss", title="feed")
     topic = Topic.objects.create(name="politics", description="governments")
     article = Article.objects.create(feed=feed, guid="g1", title="t", topic=topic)
+    category = Category.objects.create(name="world")
     return {
+        "categories": category.pk,
         "feeds": feed.pk,
         "articles": article.pk,
         "topics": topic.pk,
