@@ -10,6 +10,8 @@ newsrec/urls.py, next to the schema view. Keep the parameters here in step with 
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
@@ -36,7 +38,9 @@ class SearchViewSchema(OpenApiViewExtension):
     target_class = "articles.api.similarity.SearchView"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             @extend_schema(
                 parameters=[
                     OpenApiParameter("q", OpenApiTypes.STR, required=True, description="search text, 1-500 chars"),
@@ -54,7 +58,9 @@ class SimilarArticlesViewSchema(OpenApiViewExtension):
     target_class = "articles.api.similarity.SimilarArticlesView"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             @extend_schema(parameters=[K], responses={200: RANKED, 404: UNAVAILABLE, 409: UNAVAILABLE})
             def get(self, request, *args, **kwargs):
                 return super().get(request, *args, **kwargs)
@@ -66,7 +72,9 @@ class RecommendationsViewSchema(OpenApiViewExtension):
     target_class = "articles.api.recommendations.RecommendationsView"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             @extend_schema(parameters=[K], responses={200: RANKED})
             def get(self, request, *args, **kwargs):
                 return super().get(request, *args, **kwargs)
@@ -78,7 +86,9 @@ class InteractionViewSchema(OpenApiViewExtension):
     target_class = "articles.api.recommendations.InteractionView"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             @extend_schema(
                 request=InteractionSerializer, responses={200: InteractionSerializer, 201: InteractionSerializer}
             )
@@ -92,7 +102,9 @@ class ProcessArticlesViewSchema(OpenApiViewExtension):
     target_class = "articles.api.views.ProcessArticlesView"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             @extend_schema(request=None, responses={202: QUEUED, 503: UNAVAILABLE})
             def post(self, request, *args, **kwargs):
                 return super().post(request, *args, **kwargs)
@@ -104,7 +116,9 @@ class FeedViewSetSchema(OpenApiViewExtension):
     target_class = "articles.api.views.FeedViewSet"
 
     def view_replacement(self):
-        class Described(self.target_class):
+        base: Any = self.target_class  # the view class (drf-spectacular imports the dotted path)
+
+        class Described(base):
             pass
 
         # The scrape action takes no body (the schema would otherwise offer the feed serializer).

@@ -32,7 +32,8 @@ SEARCH_PARAMETERS = ("q", "search")
 
 class _SettingsRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
-        return settings.API_THROTTLE_RATES.get(self.scope)
+        # Every subclass names its scope; read from settings so tests can change the rates.
+        return settings.API_THROTTLE_RATES.get(self.scope or "")
 
     def get_cache_key(self, request: Request, view: APIView) -> str:
         user = getattr(request, "user", None)

@@ -54,6 +54,9 @@ RETRY_POLICY: dict[str, Any] = {"max_retries": 3, "min_backoff": MINUTE, "max_ba
 # Errors in the message itself (wrong argument types or values): retrying cannot fix them.
 NOT_RETRYABLE = (TypeError, ValueError)
 
+# What an actor returns: JSON kept for a while by the Results middleware and read by the commands.
+TaskResult = dict[str, Any]
+
 
 def _batches(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
@@ -84,7 +87,7 @@ def enqueue_processing(article_ids: Sequence[int] | None, *, origin: str) -> lis
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def scrape_feed(feed_id: int, chain: bool = True) -> dict[str, object]:
+def scrape_feed(feed_id: int, chain: bool = True) -> TaskResult:
     """Scrape one feed; new articles go straight on to processing (the chain), whose task ids are returned."""
     started_at, clock = timezone.now(), time.monotonic()
     outcome = scraping.scrape_feed(int(feed_id))
@@ -119,7 +122,7 @@ def host_politeness() -> HostPoliteness:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def scrape_article(article_id: int, attempt: int = 1) -> dict[str, object]:
+def scrape_article(article_id: int, attempt: int = 1) -> TaskResult:
     """Fetch one article's page and store its text; once the fetch has ended (well, or failed for good),
     the article goes to processing in the next batch, whose task id is returned."""
     article_id, attempt = int(article_id), int(attempt)
@@ -161,7 +164,7 @@ def scrape_article(article_id: int, attempt: int = 1) -> dict[str, object]:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def scrape_due_feeds() -> dict[str, object]:
+def scrape_due_feeds() -> TaskResult:
     """Sweep: queue a scrape of every active feed whose next poll is due."""
     feed_ids = claim_due_feeds()
     task_ids = [send_on_commit(scrape_feed, feed_id, origin=Origin.PIPELINE) for feed_id in feed_ids]
@@ -176,7 +179,7 @@ def scrape_due_feeds() -> dict[str, object]:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def process_articles(article_ids: list[int]) -> dict[str, object]:
+def process_articles(article_ids: list[int]) -> TaskResult:
     """Embed and classify a batch of articles (those still pending), then group them into stories."""
     ids = [int(i) for i in article_ids]
     # The message id is the claim: a re-delivery of this message takes its rows back at once.
@@ -194,7 +197,7 @@ def process_articles(article_ids: list[int]) -> dict[str, object]:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def process_pending_articles() -> dict[str, object]:
+def process_pending_articles() -> TaskResult:
     """Sweep: queue every pending article not already queued (or queued so long ago it was lost)."""
     # Cleared before the sweep reads: an article whose page fetch ends from now on asks for the next one.
     clear_coalescing_flag(process_pending_articles.broker, PROCESS_READY_FLAG)
@@ -210,7 +213,7 @@ def process_pending_articles() -> dict[str, object]:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def save_index() -> dict[str, object]:
+def save_index() -> TaskResult:
     """Reconcile this worker's vector index with Postgres and write it to this machine's cache file."""
     return vector_index.save_index()
 
@@ -223,7 +226,7 @@ def save_index() -> dict[str, object]:
     throws=NOT_RETRYABLE,
     **RETRY_POLICY,
 )
-def retrain_topic_classifier() -> dict[str, object]:
+def retrain_topic_classifier() -> TaskResult:
     """Train the supervised topic model on people's labels (skipped when they have not changed)."""
     # Cleared before the labels are read: a label stored from now on queues the next training.
     clear_coalescing_flag(retrain_topic_classifier.broker, RETRAIN_FLAG)
@@ -231,7 +234,7 @@ def retrain_topic_classifier() -> dict[str, object]:
 
 
 @dramatiq.actor(queue_name=SCRAPING, store_results=True, time_limit=10 * MINUTE, max_age=60 * MINUTE, **RETRY_POLICY)
-def purge_task_records() -> dict[str, object]:
+def purge_task_records() -> TaskResult:
     """Delete task records older than TASK_RECORD_RETENTION_DAYS, in short batches."""
     return {"deleted": delete_old_task_records()}
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from articles.api.ids import parse_id
-from articles.models import Article, Interaction
+from articles.models import Article, Interaction, Topic
 from articles.services import record_interaction
 from pipeline.search.limits import check_k
 from pipeline.search.recommending import recommend
@@ -29,14 +29,29 @@ class InteractionSerializer(serializers.ModelSerializer):
 
 
 class RecommendedArticleSerializer(serializers.ModelSerializer):
-    topic = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    score = serializers.FloatField(read_only=True)
-    reason = serializers.CharField(read_only=True)
+    """An article with why it was recommended; the scores come in the context as `scored` (by article id)."""
+
+    topic: serializers.SlugRelatedField[Topic] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    score = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField()
+
+    def get_score(self, article: Article) -> float:
+        return float(self.context["scored"][article.pk].score)
+
+    def get_reason(self, article: Article) -> str:
+        return str(self.context["scored"][article.pk].reason)
 
     class Meta:
         model = Article
         fields = ["id", "feed", "url", "title", "summary", "published_at", "topic", "story_id", "score", "reason"]
         read_only_fields = fields
+
+
+def signed_in_user_id(request: Request) -> int:
+    # The permission classes let only signed-in users this far; an anonymous user has no id.
+    if request.user.pk is None:
+        raise NotAuthenticated()
+    return int(request.user.pk)
 
 
 def _article_or_404(article_id: str) -> Article:
@@ -59,7 +74,7 @@ class InteractionView(APIView):
         article = _article_or_404(article_id)
         body = InteractionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        interaction, created = record_interaction(request.user.pk, article, body.validated_data["kind"])
+        interaction, created = record_interaction(signed_in_user_id(request), article, body.validated_data["kind"])
         return Response(
             InteractionSerializer(interaction).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -79,18 +94,15 @@ class RecommendationsView(APIView):
 
     def get(self, request: Request) -> Response:
         k = parse_k(request.query_params.get("k"))
-        found = recommend(request.user.pk, k)
-        articles = Article.objects.select_related("topic").in_bulk([item.article_id for item in found.items])
-        results = []
-        for item in found.items:
-            article = articles.get(item.article_id)
-            if article is not None:  # deleted since it was scored
-                article.score, article.reason = item.score, item.reason
-                results.append(article)
+        found = recommend(signed_in_user_id(request), k)
+        scored = {item.article_id: item for item in found.items}
+        articles = Article.objects.select_related("topic").in_bulk(list(scored))
+        # In the recommender's order; an article deleted since it was scored is left out.
+        results = [articles[item.article_id] for item in found.items if item.article_id in articles]
         return Response(
             {
                 "strategy": found.strategy,
                 "count": len(results),
-                "results": RecommendedArticleSerializer(results, many=True).data,
+                "results": RecommendedArticleSerializer(results, many=True, context={"scored": scored}).data,
             }
         )

@@ -76,7 +76,7 @@ class TopicSerializer(serializers.ModelSerializer):
 
 
 class ArticleSerializer(serializers.ModelSerializer):
-    topic = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    topic: serializers.SlugRelatedField[Topic] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Article

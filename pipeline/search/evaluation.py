@@ -247,7 +247,7 @@ def _neighbour_precision(
     # Zero-shot topics: what the pipeline has before any label exists, and no label of
     # this set leaks into the score.
     topic_model = zero_shot_model(list(topics), topic_vectors)
-    ids = np.arange(len(vectors))
+    ids = list(range(len(vectors)))
     hits = {"precision": 0, "precision_without_topics": 0}
     returned = {"precision": 0, "precision_without_topics": 0}
     for i in range(len(vectors)):

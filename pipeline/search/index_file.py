@@ -108,7 +108,7 @@ def read(path: Path, *, database: str) -> tuple[IndexRows, str]:
         raise IndexFileError(f"{path}: {faiss_index.ntotal} vectors for {len(ids)} ids")
     kind = meta.get("kind")
     if kind == APPROXIMATE:
-        faiss.downcast_index(faiss_index).hnsw.efSearch = settings.VECTOR_INDEX_HNSW_EF_SEARCH
+        faiss.ParameterSpace().set_index_parameter(faiss_index, "efSearch", settings.VECTOR_INDEX_HNSW_EF_SEARCH)
     rows = IndexRows(faiss_index, kind, ids=ids.astype(np.int64), stamps=stamps.astype(np.int64))
     rows.row_of = {int(article_id): row for row, article_id in enumerate(ids.tolist()) if article_id >= 0}
     return rows, meta["database"]

@@ -8,7 +8,7 @@ are re-ranked, so the cost stays flat as the corpus grows.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Sequence
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -26,15 +26,19 @@ EXPANSION_SIZE = 5
 TOPIC_WEIGHT = 0.25
 
 
-class Neighbour(NamedTuple):
-    id: Hashable
+# Candidate ids are article ids in the service and row numbers or labels in evaluation and tests.
+Id = TypeVar("Id", bound=Hashable)
+
+
+class Neighbour(NamedTuple, Generic[Id]):
+    id: Id
     similarity: float  # cosine to the query, for display; the order also weighs topics
 
 
 def find_similar(
     query_vector: np.ndarray,
     candidate_vectors: np.ndarray,
-    candidate_ids: Sequence[Hashable],
+    candidate_ids: Sequence[Id],
     k: int = 10,
     *,
     exclude_ids: Collection[Hashable] = (),
@@ -43,7 +47,7 @@ def find_similar(
     topic_model: LinearTopicModel | None = None,
     topic_weight: float = TOPIC_WEIGHT,
     expansion_size: int = EXPANSION_SIZE,
-) -> list[Neighbour]:
+) -> list[Neighbour[Id]]:
     """Up to `k` candidates most similar to the query, best first.
 
     Vectors are unit-length embeddings. Leaves out `exclude_ids` (the query's own id),

@@ -7,7 +7,7 @@ weighing more than reads, every interaction fading with age.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +19,7 @@ from pipeline.understanding.embedding import EMBEDDING_DIM, vector_from_bytes
 # The most recent interactions that make the profile: older ones have faded anyway.
 HISTORY_LIMIT = 500
 # How much each kind of interaction says about the user (dismissals push away, see DISMISS_WEIGHT).
-KIND_WEIGHTS = {Interaction.Kind.READ: 1.0, Interaction.Kind.LIKE: 3.0}
+KIND_WEIGHTS: dict[str, float] = {Interaction.Kind.READ: 1.0, Interaction.Kind.LIKE: 3.0}
 # An interaction counts half after this many days: interests drift, news habits less so.
 INTEREST_HALF_LIFE_DAYS = 14.0
 # Interests kept per user (the topics they read most, after decay).
@@ -85,6 +85,12 @@ def load_history(user_id: int, *, now: datetime) -> list[HistoryItem]:
     return items
 
 
+def _stack(items: Iterable[HistoryItem]) -> np.ndarray:
+    """The items' vectors as rows (items without a vector are left out by the callers already)."""
+    vectors = [item.vector for item in items if item.vector is not None]
+    return np.stack(vectors) if vectors else empty_vectors()
+
+
 def build_profile(history: Sequence[HistoryItem]) -> Profile:
     """Interest vectors per topic (weighted mean of the positives), dismissed vectors, what was seen."""
     positives = [h for h in history if h.kind != Interaction.Kind.DISMISS and h.vector is not None]
@@ -99,7 +105,7 @@ def build_profile(history: Sequence[HistoryItem]) -> Profile:
     interests, masses = [], []
     for items in groups.values():
         weights = np.array([i.weight for i in items], dtype=np.float32)
-        mean = (weights[:, None] * np.stack([i.vector for i in items])).sum(axis=0)
+        mean = (weights[:, None] * _stack(items)).sum(axis=0)
         interests.append(mean)
         masses.append(float(weights.sum()))
     order = np.argsort(masses)[::-1][:MAX_INTERESTS]
@@ -113,9 +119,9 @@ def build_profile(history: Sequence[HistoryItem]) -> Profile:
     return Profile(
         interests=interest_array.astype(np.float32),
         interest_shares=shares,
-        recent_positives=np.stack([strongest[i].vector for i in recent]) if recent else empty_vectors(),
-        positives=np.stack([i.vector for i in strongest.values()]) if strongest else empty_vectors(),
-        dismissed=np.stack([h.vector for h in dismissed]) if dismissed else empty_vectors(),
+        recent_positives=_stack(strongest[i] for i in recent),
+        positives=_stack(strongest.values()),
+        dismissed=_stack(dismissed),
         dismissed_weights=np.array([h.weight for h in dismissed], dtype=np.float32),
         seen_ids={h.article_id for h in history},
         seen_stories={h.story_id for h in history if h.story_id is not None},

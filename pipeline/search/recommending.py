@@ -107,7 +107,8 @@ def _vectors_of(ids: list[int], index: ArticleIndex | None) -> np.ndarray:
             return index.vectors_for(ids)
         except KeyError:  # processed since the index last caught up, or just forgotten
             pass
-    stored = dict(Article.objects.filter(pk__in=ids).values_list("id", "embedding"))
+    rows = Article.objects.filter(pk__in=ids).values_list("id", "embedding")
+    stored = {article_id: data for article_id, data in rows if data is not None}
     return np.stack([vector_from_bytes(stored[i]) for i in ids]) if ids else empty_vectors()
 
 

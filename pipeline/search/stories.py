@@ -121,7 +121,7 @@ def assign_stories(article_ids: Sequence[int]) -> dict[str, int]:
                     groups.join(me["id"], other_id)
         changed = 0
         for members in groups.groups():
-            old_stories: set[int] = {rows[m]["story_id"] for m in members if rows[m]["story_id"] is not None}
+            old_stories: set[int] = {story_id for m in members if (story_id := rows[m]["story_id"]) is not None}
             story = min([*members, *old_stories])
             # Whole stories move together: members, and every article already in a story being merged.
             changed += (

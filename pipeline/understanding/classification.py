@@ -14,11 +14,14 @@ import threading
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from pipeline.understanding.embedding import EMBEDDING_DIM, embed_texts, precision_in_force
+
+# A topic's label: its id in the service, its name or row number in evaluation.
+Label = TypeVar("Label", bound=Hashable)
 
 # Softmax temperature over cosine similarities. On news topics 0.03 makes the mean
 # confidence match zero-shot accuracy (minimum log-loss on the BBC set lay at 0.025-0.03).
@@ -157,8 +160,8 @@ def classify_zero_shot(
 
 def train_supervised(
     vectors: np.ndarray,
-    labels: Sequence[Hashable],
-    topic_vectors: Mapping[Hashable, np.ndarray] | None = None,
+    labels: Sequence[Label],
+    topic_vectors: Mapping[Label, np.ndarray] | None = None,
     *,
     prior_weight: float = ZERO_SHOT_PRIOR_WEIGHT,
     temperature: float = ZERO_SHOT_TEMPERATURE,
@@ -205,8 +208,8 @@ def train_supervised(
 
 
 def supervised_ready(
-    label_counts: Mapping[Hashable, int],
-    topics: Iterable[Hashable],
+    label_counts: Mapping[Label, int],
+    topics: Iterable[Label],
     min_per_topic: int = MIN_LABELS_PER_TOPIC,
 ) -> bool:
     """Whether every topic has enough labelled articles for the supervised model to take over.

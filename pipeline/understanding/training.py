@@ -112,8 +112,10 @@ def retrain_topic_classifier(*, min_per_topic: int | None = None) -> TrainingOut
         rows = Article.objects.filter(pk__in=article_ids).order_by("id").values_list("topic_id", "embedding")
         targets: list[int] = []
         vectors = np.empty((len(article_ids), EMBEDDING_DIM), dtype=np.float32)
-        for i, (topic_id, data) in enumerate(rows.iterator(chunk_size=2000)):
-            vectors[i] = vector_from_bytes(data)
+        for topic_id, data in rows.iterator(chunk_size=2000):
+            if data is None:  # re-embedding cleared it since the labels were read
+                continue
+            vectors[len(targets)] = vector_from_bytes(data)
             targets.append(topic_id)
         vectors = vectors[: len(targets)]
         # The zero-shot prior keeps the model sensible while labels are few; the same vectors are the

@@ -59,7 +59,7 @@ class Command(BaseCommand):
             out("dead letters (oldest first):")
             for d in letters:
                 actor = d.message.actor_name if d.message else "(undecodable)"
-                args = str(d.message.args) if d.message else ""
+                call = str(d.message.args) if d.message else ""
                 out(
-                    f"  {d.queue_name}  {d.message_id or d.broker_id}  {actor}{args}  at {d.dead_lettered_at:%Y-%m-%d %H:%M:%S}"
+                    f"  {d.queue_name}  {d.message_id or d.broker_id}  {actor}{call}  at {d.dead_lettered_at:%Y-%m-%d %H:%M:%S}"
                 )
