@@ -114,6 +114,7 @@ def host_env(host: Host, checkout_var: Path) -> dict[str, str]:
         "FAULT_STACK_DIR": str(checkout_var),  # fault_settings puts the vector index cache there
         "EMBEDDING_CACHE_DIR": str(checkout_var / "embedding-cache"),
         "TMPDIR": str(checkout_var),
+        "HOME": str(checkout_var),  # gunicorn's control socket, any library's ~/.cache
     }
 
 

@@ -149,6 +149,8 @@ class Cluster:
                 start_new_session=True,
             )
             wait_until(lambda: cluster.api("GET", "/healthz")["status"] == 200, timeout=120, what="web /healthz")
+            # A deployed web process is warm: load its model and index before anything is measured.
+            cluster.api("GET", "/api/search/?q=warm+up&k=1")
             wait_until(
                 lambda: (
                     {w.split(":")[0] for w in cluster.live_workers()} >= set(WORKER_HOSTS)
