@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ def main() -> int:
         print(f"cluster: skipped: {reason}")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # SIGTERM unwinds like Ctrl-C, so the cluster's teardown runs (a SIGKILLed run is cleaned by the next one).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     outcomes: list[Outcome] = []
     with Cluster.running(**RUN_SETTINGS) as cluster:

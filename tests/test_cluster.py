@@ -38,9 +38,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         pytest.skip(reason)
     with Cluster.running(**RUN_SETTINGS) as cluster:
         yield cluster
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and OUTCOMES:
-        reporter.write_line(table(OUTCOMES))
+    # The table of what each scenario cost, shown like `make chaos` shows it, past pytest's capture.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None and OUTCOMES:
+        with capture.global_and_fixture_disabled():
+            print(table(OUTCOMES), flush=True)
 
 
 def run(cluster: Cluster, scenario) -> Outcome:  # type: ignore[no-untyped-def]
