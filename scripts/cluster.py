@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.cluster.counting import Outcome, table  # noqa: E402
 from tests.support.cluster.network import unavailable_reason  # noqa: E402 - after the path set-up
-from tests.support.cluster.scenarios import RUN_SETTINGS, SCENARIOS, Outcome, table  # noqa: E402
+from tests.support.cluster.scenarios import RUN_SETTINGS, SCENARIOS  # noqa: E402
 from tests.support.cluster.topology import Cluster  # noqa: E402
 
 

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.cluster.counting import Outcome, table
 from tests.support.cluster.network import unavailable_reason
 from tests.support.cluster.scenarios import (
     RUN_SETTINGS,
-    Outcome,
     everything_separate,
     host_lost,
     network_cut,
-    table,
     web_cut_from_redis,
 )
 from tests.support.cluster.topology import Cluster

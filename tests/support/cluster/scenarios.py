@@ -1,13 +1,5 @@
 """The cluster scenarios: each adds a batch of feeds through the web host's API, injects its fault,
-waits for the batch to settle and counts, like `make chaos` (scripts/chaos.py):
-
-  sent / completed   task records written / succeeded during the scenario
-  redelivered        messages started twice in the same attempt (handed back after their worker vanished)
-  duplicates         articles stored twice or processed more than once (a trigger on the article table)
-  lost               articles the feeds served that did not end up stored and processed
-
-`problems` lists every claim of the scenario that did not hold; an empty list and 0 duplicates and 0
-lost is a pass.
+waits for the batch to settle and counts (counting.py), like `make chaos` (scripts/chaos.py).
 """
 
 from __future__ import annotations
@@ -15,13 +7,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from tests.support.cluster.counting import SETTLE_TIMEOUT, Outcome, count, processed_per_host, settle
 from tests.support.cluster.topology import WORKER_HOSTS, Cluster
-from tests.support.faults import in_hand, redelivered, starts, wait_until
+from tests.support.faults import in_hand, starts, wait_until
 
-SETTLE_TIMEOUT = 240
 REDELIVERY_DEADLINE = 120  # the issue's bound for a lost host's messages
 SEARCH_DEADLINE = 60  # the issue's bound for a search on web to find an article processed elsewhere
 CUT_SECONDS = 60
@@ -34,83 +25,31 @@ RUN_SETTINGS = {
 }
 
 
-@dataclass
-class Outcome:
-    scenario: str
-    sent: int = 0
-    completed: int = 0
-    redelivered: int = 0
-    duplicates: int = 0
-    lost: int = 0
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    figures: dict[str, float] = field(default_factory=dict)
+def add_batch(
+    cluster: Cluster,
+    batch: int,
+    feeds: int,
+    items: int,
+    *,
+    scrape: bool = True,
+    full_text: str = "never",
+    first: int = 0,
+) -> list[int]:
+    """Feeds added (and scraped) through the web host's API; returns their ids.
 
-    def check(self, holds: bool, claim: str) -> None:
-        if not holds:
-            self.problems.append(claim)
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems and not self.duplicates and not self.lost
-
-
-def add_batch(cluster: Cluster, batch: int, feeds: int, items: int, *, scrape: bool = True) -> list[int]:
-    """Feeds added (and scraped) through the web host's API; returns their ids."""
+    Article pages are not fetched unless `full_text` says so: politeness allows one page a second per
+    site, and every article here comes from the one feeds host.
+    """
     ids = []
-    for f in range(feeds):
+    for f in range(first, first + feeds):
         url = f"{cluster.feeds_base}/b{batch}/f{f}.xml?items={items}"
-        created = cluster.api("POST", "/api/feeds/", {"url": url, "full_text": "never"})
+        created = cluster.api("POST", "/api/feeds/", {"url": url, "full_text": full_text})
         assert created["status"] == 201, created
         ids.append(created["body"]["id"])
         if scrape:
             queued = cluster.api("POST", f"/api/feeds/{ids[-1]}/scrape/")
             assert queued["status"] == 202, queued
     return ids
-
-
-def settle(cluster: Cluster, expected: int, timeout: float = SETTLE_TIMEOUT) -> bool:
-    """Wait until `expected` articles are processed, none pending, and no queue holds a message."""
-    client = cluster.stack.redis.client()
-
-    def done() -> bool:
-        counts = cluster.stack.article_counts()
-        if counts.get("processed", 0) < expected or counts.get("pending"):
-            return False
-        keys = [k for k in client.scan_iter("newsrec:*.msgs") if b".XQ." not in k]
-        return not any(client.hlen(k) for k in keys)
-
-    try:
-        wait_until(done, timeout=timeout, interval=1.0, what="batch settled")
-        return True
-    except TimeoutError:
-        return False
-
-
-def count(cluster: Cluster, name: str, expected: int, started: float) -> Outcome:
-    stack = cluster.stack
-    rows = stack.scalar("SELECT count(*) FROM articles_article")
-    distinct = stack.scalar("SELECT count(DISTINCT (feed_id, guid)) FROM articles_article")
-    events = stack.processing_events()
-    records = dict(stack.query("SELECT status, count(*) FROM pipeline_taskrecord GROUP BY status"))
-    return Outcome(
-        name,
-        sent=sum(records.values()),
-        completed=records.get("succeeded", 0),
-        redelivered=len(redelivered(stack.deliveries())),
-        duplicates=(rows - distinct) + sum(n - 1 for n in events.values() if n > 1),
-        lost=max(0, expected - stack.article_counts().get("processed", 0)),
-        seconds=time.monotonic() - started,
-    )
-
-
-def processed_per_host(cluster: Cluster) -> dict[str, int]:
-    rows = cluster.stack.query(
-        "SELECT split_part(worker, ':', 1), count(*) FROM pipeline_taskrecord"
-        " WHERE actor_name = 'process_articles' AND status = 'succeeded' GROUP BY 1"
-    )
-    return dict(rows)
 
 
 def worker_pid(cluster: Cluster, host: str, queue: str) -> int:
@@ -142,8 +81,11 @@ def wait_mid_batch(cluster: Cluster, pid: int) -> set[str]:
 def everything_separate(cluster: Cluster) -> Outcome:
     started = time.monotonic()
     cluster.stack.reset()
-    feeds, items = 4, 40
+    feeds, items, pages = 4, 40, 10
     add_batch(cluster, 1, feeds, items)
+    # One feed whose article pages the worker hosts fetch from the feeds host too.
+    (with_pages,) = add_batch(cluster, 1, 1, pages, full_text="always", first=feeds)
+    expected = feeds * items + pages
     lags: list[float] = []
     sampled: set[int] = set()
     deadline = time.monotonic() + SETTLE_TIMEOUT
@@ -153,7 +95,7 @@ def everything_separate(cluster: Cluster) -> Outcome:
             " WHERE status = 'processed' ORDER BY processed_at DESC LIMIT 1"
         )
         if not row or row[0][0] in sampled:
-            if cluster.stack.article_counts().get("processed", 0) >= feeds * items:
+            if cluster.stack.article_counts().get("processed", 0) >= expected:
                 break  # all processed: nothing newer to sample
             time.sleep(0.5)
             continue
@@ -161,9 +103,14 @@ def everything_separate(cluster: Cluster) -> Outcome:
         sampled.add(article)
         lag = _search_finds(cluster, article, title, float(processed_at))
         lags.append(lag if lag is not None else float("inf"))
-    settled = settle(cluster, feeds * items)
-    outcome = count(cluster, "1. everything separate", feeds * items, started)
+    settled = settle(cluster, expected)
+    outcome = count(cluster, "1. everything separate", expected, started)
     outcome.check(settled, "the batch settled")
+    fetched = cluster.stack.scalar(
+        "SELECT count(*) FROM articles_article WHERE feed_id = %s AND page_status = 'fetched'", [with_pages]
+    )
+    outcome.check(fetched == pages, f"article pages fetched from the feeds host: {fetched}/{pages}")
+    outcome.notes.append(f"{fetched}/{pages} article pages fetched from the feeds host by the worker hosts")
     per_host = processed_per_host(cluster)
     outcome.check(all(per_host.get(h) for h in WORKER_HOSTS), f"both worker hosts processed: {per_host}")
     outcome.check(bool(lags) and max(lags) <= SEARCH_DEADLINE, f"search on web found each sample within 60 s: {lags}")
@@ -305,18 +252,3 @@ SCENARIOS: dict[str, Callable[[Cluster], Outcome]] = {
     "redis-cut": web_cut_from_redis,
     "host-lost": host_lost,
 }
-
-
-def table(outcomes: list[Outcome]) -> str:
-    head = (
-        f"{'scenario':<40} {'sent':>6} {'completed':>9} {'redelivered':>11} {'duplicates':>10} {'lost':>5} {'time':>6}"
-    )
-    lines = ["", head, "-" * len(head)]
-    for o in outcomes:
-        lines.append(
-            f"{o.scenario:<40} {o.sent:>6} {o.completed:>9} {o.redelivered:>11} {o.duplicates:>10} {o.lost:>5}"
-            f" {o.seconds:>5.0f}s"
-        )
-        lines += [f"    {note}" for note in o.notes]
-        lines += [f"    FAILED: {problem}" for problem in o.problems]
-    return "\n".join(lines)
