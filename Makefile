@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser services stop-services run test test-fast lint bench chaos clean
+.PHONY: install browser services stop-services run test test-fast lint bench chaos cluster clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: services
 # Faults injected into a private stack of its own (Postgres, Redis, supervisord); see scripts/chaos.py.
 chaos: install
 	$(PY) scripts/chaos.py $(CHAOS)
+
+# Web, two worker hosts, scheduler, feeds and db as network namespaces (root); see scripts/cluster.py.
+cluster: install
+	$(PY) scripts/cluster.py $(CLUSTER)
 
 lint: install
 	$(VENV)/bin/ruff check .
