@@ -29,6 +29,13 @@ SHARES: list[tuple[str, tuple[str, ...]]] = [
     ("Dramatiq (receive, ack, results)", ("(dramatiq/",)),
 ]
 IDLE = "idle (no message in hand)"
+# What a parse child spends its CPU on, by the same first-match rule over its stacks.
+CHILD_SHARES: list[tuple[str, tuple[str, ...]]] = [
+    ("sanitising (nh3) and plain text", ("(pipeline/feeds/sanitising.py",)),
+    ("markup limits (before any parser)", ("(pipeline/feeds/markup_limits.py", "(pipeline/feeds/xml_guard.py")),
+    ("feedparser (XML, dates, URLs)", ("(feedparser/",)),
+    ("pickling and the pipe", ("(pipeline/feeds/budget_worker.py", "(pickle")),
+]
 # A Dramatiq worker thread's loop; its consumer, heartbeat and main threads are not counted.
 _WORKER_THREAD = "WorkerThread.run ("
 _HANDLING = "process_message ("
@@ -43,6 +50,7 @@ class Profile:
     busy_leaves: Counter[str] = field(default_factory=Counter)  # innermost frame of busy worker threads
     child_leaves: Counter[str] = field(default_factory=Counter)  # innermost frame of parse children, on CPU
     child_samples: int = 0
+    child_shares: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -74,6 +82,8 @@ def read_profile(text: str, worker_pid: int) -> Profile:
             if "read_frame (" not in stack:
                 profile.child_samples += count
                 profile.child_leaves[frames[-1]] += count
+                share = next((name for name, markers in CHILD_SHARES if any(m in stack for m in markers)), "other")
+                profile.child_shares[share] += count
             continue
         if _WORKER_THREAD not in stack:
             continue
