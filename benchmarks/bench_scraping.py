@@ -28,6 +28,7 @@ import configparser
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -53,6 +54,8 @@ WARM_UP_FEEDS = 20
 HOSTS = [f"127.0.0.{i}" for i in range(2, 10)]
 ITEMS = 20
 PASS_TIMEOUT_SECONDS = 1800
+# BENCH_SCRAPING_KEEP=1 keeps the worker's log and py-spy's raw output (always kept when the bench fails).
+KEEP_FILES = os.environ.get("BENCH_SCRAPING_KEEP", "") not in ("", "0")
 
 
 def worker_command() -> list[str]:
@@ -141,10 +144,16 @@ class Bench:
         _stop(self.worker)
         self.worker = None
 
-    def stop(self) -> None:
+    def stop(self, *, keep_files: bool) -> None:
+        """Stop everything; the worker's log and the raw profiles stay in self.dir when `keep_files`."""
         self.stop_worker()
         _stop(self.server)
         self.redis.stop()
+        self.log.close()
+        if keep_files:
+            print(f"  worker log and profiles kept in {self.dir}", flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def server_stats(self, reset: bool = False) -> dict[str, int]:
         url = f"http://{HOSTS[0]}:{self.port}/stats" + ("?reset=1" if reset else "")
@@ -382,8 +391,10 @@ def run() -> dict:
                 print(f"  {feeds} feeds: {results[feeds][-1]}", flush=True)
         first_profile = bench.profiled_pass(PROFILE_FEEDS)
         second_profile = None if QUICK else bench.profiled_pass(PROFILE_FEEDS, second=True)
-    finally:
-        bench.stop()
+    except BaseException:
+        bench.stop(keep_files=True)
+        raise
+    bench.stop(keep_files=KEEP_FILES)
 
     figures: dict[str, object] = {"quick": QUICK, "worker_command": " ".join(worker_command()[1:])}
     table = [
