@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
@@ -468,3 +469,28 @@ def test_multi_member_gzip_is_decoded() -> None:
     decoded = b"".join(decoder.feed(body[i : i + 7]) for i in range(0, len(body), 7)) + decoder.finish()
 
     assert decoded == b"first second"
+
+
+def test_fetches_share_one_tls_context(origin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building a TLS context loads the whole CA bundle (~40 ms of CPU): once per worker process, not
+    # once per fetch (it was most of a scraping worker's busy time, benchmarks/bench_scraping.py).
+    import httpx
+
+    built = []
+    create = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    address_guard.shared_tls_context.cache_clear()
+
+    fetch(f"{origin}/feed.xml")
+    fetch(f"{origin}/feed.xml")
+    tls_error = fetch_error(origin.replace("http://", "https://") + "/feed.xml")
+
+    assert len(built) == 1
+    assert tls_error.reason.startswith("TLS handshake with 127.0.0.1 failed:")
+    context = address_guard.shared_tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname  # still verifies certificates

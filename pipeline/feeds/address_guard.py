@@ -15,6 +15,7 @@ Tests fake DNS through the `_getaddrinfo` hook, never the system resolver.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -255,9 +256,20 @@ class DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """The TLS settings of every fetch, built once per process.
+
+    Building one loads the CA bundle (certifi's ~150 certificates): ~40 ms of CPU, which, per fetch, was
+    more than half of a scraping worker's busy time (benchmarks/bench_scraping.py profile). An SSLContext
+    is safe to share between threads once configured, and nothing changes it after this function.
+    """
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.HTTPTransport):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        ssl_context = httpx.create_ssl_context()
+        ssl_context = shared_tls_context()
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx.HTTPTransport offers no parameter for a network backend, so swap in a
         # pool built with ours; handle_request only uses self._pool (stable in httpx 0.2x).
