@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 
 from articles.models import Article, Category, Feed, Interaction, Topic
 from tests.conftest import rss
+from tests.support.cache import clear_cache_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,9 +208,9 @@ def test_hostile_query_strings_and_path_values_never_cause_a_500(admin_api, worl
 @pytest.fixture
 def low_rates() -> Iterator[None]:
     with override_settings(API_THROTTLE_RATES={"writes": "3/minute", "search": "2/minute"}):
-        cache.clear()
+        clear_cache_entries()
         yield
-    cache.clear()
+    clear_cache_entries()
 
 
 def test_writes_are_throttled_per_user(operator_api, admin_api, low_rates, world):

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
+
+from tests.support.cache import clear_cache_entries
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +19,9 @@ SEARCH = "/api/articles/?q=budget"  # a read that searches: the search throttle 
 @pytest.fixture
 def two_searches() -> Iterator[None]:
     with override_settings(API_THROTTLE_RATES={"writes": "100/minute", "search": "2/minute"}):
-        cache.clear()
+        clear_cache_entries()
         yield
-    cache.clear()
+    clear_cache_entries()
 
 
 def _status(api: APIClient, forwarded: str | None = None, remote: str = "203.0.113.7") -> int:
