@@ -261,8 +261,18 @@ def test_master_lost_under_load_sentinel_promotes_the_replica_and_nothing_is_los
             assert all(p.alive() for p in (processing, scraping, scheduler, web)), "a process died"
             assert len(stack.processes) == 4
             # Every message acknowledged on the new master (an ack that failed in the failover was retried,
-            # not dropped) and no queue left with work in it.
-            assert held_by_workers(client, NAMESPACE) == {}
+            # not dropped) and no queue left with work in it. With freeze, one exception: an ack sent to the
+            # hung master before the promotion, which it ran when it woke, still master for a moment, and lost
+            # when the Sentinels demoted it (a split brain that only `min-replicas-to-write` with a second
+            # replica closes). Its message stays in the worker's ack set on the new master until that worker
+            # stops; then it is delivered again and changes nothing, since its task had succeeded.
+            held = set().union(*held_by_workers(client, NAMESPACE).values())
+            acks_lost = stack.query(
+                "SELECT message_id, status FROM pipeline_taskrecord WHERE message_id = ANY(%s)", [list(held)]
+            )
+            if fault == "kill":
+                assert not held, held
+            assert len(acks_lost) == len(held) and {status for _, status in acks_lost} <= {"succeeded"}, acks_lost
             queued = {k: client.hlen(k) for k in client.scan_iter(f"{NAMESPACE}:*.msgs") if b".XQ." not in k}
             assert not any(queued.values()), queued
 
@@ -303,7 +313,11 @@ def test_master_lost_under_load_sentinel_promotes_the_replica_and_nothing_is_los
             )
             done_ids = {article for (args,) in resent for article in args[0]}
             assert all(set(args[0]) <= done_ids for _, _, args in stranded), stranded
-            print(f"  messages lost in the failover and healed by the sweep: {len(stranded)}", flush=True)
+            print(
+                f"  messages lost in the failover and re-sent by the sweep: {len(stranded)}; acknowledgements"
+                f" the old master took with it: {len(held)}",
+                flush=True,
+            )
             assert stack.scalar("SELECT count(*) FROM articles_article") == expected
     finally:
         feeds.close()
