@@ -505,3 +505,47 @@ LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}  # typ
 LOGGING["filters"] = {"task_context": {"()": "newsrec.json_logs.TaskContext"}}
 LOGGING["handlers"]["console"]["filters"] = ["task_context"]  # type: ignore[index]
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]
+
+# --- issue-12-sentinel ---
+# Redis through Sentinel: with REDIS_SENTINELS set, every Redis client (broker, results, cache, and
+# through the broker's client the throttles, heartbeats, dead letters, schedule claims and politeness)
+# asks these Sentinels for the current master of REDIS_SENTINEL_MASTER, so a failover needs no restart.
+# REDIS_URL then gives only the database, the credentials and TLS (its host and port are not used).
+REDIS_SENTINELS = env_list("REDIS_SENTINELS", [])
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "newsrec")
+# Password of the Sentinels themselves (their `requirepass`); the master's is in REDIS_URL or REDIS_PASSWORD.
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+# The Redis master's password when REDIS_URL carries none.
+REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, _, port = item.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(f"REDIS_SENTINELS entry {item!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+REDIS_CONNECTION = {
+    "url": BROKER_REDIS_URL,
+    "sentinels": [_host_port(item) for item in REDIS_SENTINELS],
+    "sentinel_master": REDIS_SENTINEL_MASTER,
+    "sentinel_password": REDIS_SENTINEL_PASSWORD,
+    "password": REDIS_PASSWORD,
+}
+if REDIS_SENTINELS and urlsplit(REDIS_URL).scheme == "unix":
+    raise ImproperlyConfigured("REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL (database, credentials)")
+# Always these subclasses (pipeline/taskqueue/redis_connection.py): with one Redis too, a broker command
+# that times out then restarts the consumer and retries the ack, as a refused connection does.
+DRAMATIQ_BROKER["BROKER"] = "pipeline.taskqueue.redis_connection.FailoverRedisBroker"
+DRAMATIQ_BROKER["OPTIONS"] |= REDIS_CONNECTION  # type: ignore[operator]
+DRAMATIQ_RESULT_BACKEND["BACKEND"] = "pipeline.taskqueue.redis_connection.FailoverRedisBackend"
+DRAMATIQ_RESULT_BACKEND["BACKEND_OPTIONS"] |= REDIS_CONNECTION  # type: ignore[operator]
+if REDIS_SENTINELS:
+    # The cache keeps its own short timeouts (a throttle check must not wait on a failover).
+    CACHES["default"]["OPTIONS"] |= {  # type: ignore[operator]
+        "pool_class": "pipeline.taskqueue.redis_connection.SentinelCachePool",
+        **{key: value for key, value in REDIS_CONNECTION.items() if key != "url"},
+    }
+elif REDIS_PASSWORD:
+    CACHES["default"]["OPTIONS"]["password"] = REDIS_PASSWORD  # type: ignore[index]  # the URL's wins

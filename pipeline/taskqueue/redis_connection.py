@@ -1,0 +1,179 @@
+"""Every Redis client of newsrec is built here, from one description of where Redis is.
+
+Either one Redis (`REDIS_URL`, the default) or a master found through Redis Sentinel
+(`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`): then each connection asks the Sentinels for the current
+master when it connects, so after a failover new connections go to the promoted replica. The Dramatiq
+broker, the results backend and Django's cache are built from settings by their libraries, so each gets
+a small subclass (or pool class) here that takes the same keyword arguments; everything else reaches
+Redis through the broker's client (`pipeline.taskqueue.broker.redis_client`).
+
+During a failover the old master refuses connections (killed), times out (hung or cut off) or answers
+READONLY (it came back as a replica). redis-py's Sentinel connections turn READONLY replies into
+ConnectionError and rediscover the master on the next connect; Dramatiq's consumer only treats
+ConnectionError as a lost connection, so FailoverRedisBroker's consumer treats the other two alike:
+the consumer restarts, an ack is retried until the new master takes it, instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
+from dramatiq.results.backends.redis import RedisBackend
+from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
+
+# The Sentinels answer "where is the master" from memory: a Sentinel that takes longer is down.
+SENTINEL_TIMEOUT_SECONDS = 1.0
+
+
+def _connection_kwargs(url: str, password: str) -> dict[str, Any]:
+    """Connection options from `url` (db, credentials, timeouts, TLS) without its host and port, which
+    the Sentinels supply. `password` (REDIS_PASSWORD) is used when the URL carries none."""
+    kwargs = parse_url(url)
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    connection_class = kwargs.pop("connection_class", None)
+    if connection_class is UnixDomainSocketConnection:
+        raise ValueError("REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL, not a unix socket")
+    if connection_class is SSLConnection:
+        kwargs["connection_class"] = SentinelManagedSSLConnection
+    if password and not kwargs.get("password"):
+        kwargs["password"] = password
+    return kwargs
+
+
+def sentinel_for(sentinels: Sequence[Sequence[Any]], sentinel_password: str = "") -> Sentinel:
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+    }
+    if sentinel_password:
+        sentinel_kwargs["password"] = sentinel_password
+    return Sentinel([(str(host), int(port)) for host, port in sentinels], sentinel_kwargs=sentinel_kwargs)
+
+
+def redis_client_for(
+    url: str,
+    *,
+    sentinels: Sequence[Sequence[Any]] = (),
+    sentinel_master: str = "",
+    sentinel_password: str = "",
+    password: str = "",
+) -> redis.Redis:
+    """A client on `url`, or, with `sentinels`, on the master they name `sentinel_master`, using
+    `url`'s database, credentials and socket timeouts."""
+    if not sentinels:
+        if password and not parse_url(url).get("password"):
+            return redis.Redis.from_url(url, password=password)
+        return redis.Redis.from_url(url)
+    sentinel = sentinel_for(sentinels, sentinel_password)
+    return sentinel.master_for(sentinel_master, **_connection_kwargs(url, password))
+
+
+@contextmanager
+def _failover_is_a_lost_connection(client: redis.Redis) -> Iterator[None]:
+    """Raise Dramatiq's ConnectionClosed for a timeout or a READONLY reply as for a refused connection."""
+    try:
+        yield
+    except redis.TimeoutError as error:
+        raise ConnectionClosed(error) from None
+    except redis.ResponseError as error:
+        # A Lua script writing on a demoted master: the reply names READONLY inside the script's error,
+        # which redis-py's Sentinel connection does not recognise. Drop idle connections so the next
+        # one asks the Sentinels again.
+        if "READONLY" not in str(error):
+            raise
+        client.connection_pool.disconnect(inuse_connections=False)
+        raise ConnectionClosed(error) from None
+
+
+class _FailoverConsumer(_RedisConsumer):
+    def ack(self, message: Any) -> None:
+        with _failover_is_a_lost_connection(self.broker.client):
+            super().ack(message)
+
+    def nack(self, message: Any) -> None:
+        with _failover_is_a_lost_connection(self.broker.client):
+            super().nack(message)
+
+    def requeue(self, messages: Any) -> None:
+        with _failover_is_a_lost_connection(self.broker.client):
+            super().requeue(messages)
+
+    def __next__(self) -> Any:
+        with _failover_is_a_lost_connection(self.broker.client):
+            return super().__next__()
+
+
+class FailoverRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker on a client from redis_client_for, whose consumers outlive a failover."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        sentinels: Sequence[Sequence[Any]] = (),
+        sentinel_master: str = "",
+        sentinel_password: str = "",
+        password: str = "",
+        **options: Any,
+    ) -> None:
+        client = redis_client_for(
+            url,
+            sentinels=sentinels,
+            sentinel_master=sentinel_master,
+            sentinel_password=sentinel_password,
+            password=password,
+        )
+        super().__init__(client=client, **options)
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _FailoverConsumer
+
+
+class FailoverRedisBackend(RedisBackend):
+    """Dramatiq's Redis results backend on a client from redis_client_for."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        sentinels: Sequence[Sequence[Any]] = (),
+        sentinel_master: str = "",
+        sentinel_password: str = "",
+        password: str = "",
+        **options: Any,
+    ) -> None:
+        client = redis_client_for(
+            url,
+            sentinels=sentinels,
+            sentinel_master=sentinel_master,
+            sentinel_password=sentinel_password,
+            password=password,
+        )
+        super().__init__(client=client, **options)
+
+
+class SentinelCachePool(SentinelConnectionPool):
+    """The `pool_class` of Django's Redis cache with Sentinel: Django calls `from_url(LOCATION, **OPTIONS)`
+    with the cache's own OPTIONS (its short timeouts, the parser), plus the Sentinel ones popped here."""
+
+    @classmethod
+    def from_url(  # type: ignore[override]
+        cls,
+        url: str,
+        *,
+        sentinels: Sequence[Sequence[Any]],
+        sentinel_master: str,
+        sentinel_password: str = "",
+        password: str = "",
+        **options: Any,
+    ) -> SentinelCachePool:
+        kwargs = {**_connection_kwargs(url, password), **options}
+        return cls(sentinel_master, sentinel_for(sentinels, sentinel_password), **kwargs)
