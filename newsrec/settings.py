@@ -505,3 +505,21 @@ LOGGING["formatters"]["json"] = {"()": "newsrec.json_logs.JsonFormatter"}  # typ
 LOGGING["filters"] = {"task_context": {"()": "newsrec.json_logs.TaskContext"}}
 LOGGING["handlers"]["console"]["filters"] = ["task_context"]  # type: ignore[index]
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]
+
+# --- issue-11-index ---
+# Which vector index serves above VECTOR_INDEX_EXACT_MAX articles (pipeline/search/vector_index.py):
+# "per-process" keeps an HNSW graph over fp32 vectors in every process (~5.4 kB per article per process);
+# "shared" maps one compressed file per machine (IVF over 8-bit scalar-quantised vectors, ~0.4 kB per article
+# per machine however many processes map it) and re-ranks its candidates with the exact vectors from Postgres
+# (pipeline/search/tiered_index.py). Both search exactly in memory up to VECTOR_INDEX_EXACT_MAX.
+VECTOR_INDEX_KIND = env_str("VECTOR_INDEX_KIND", "per-process").strip().lower()
+if VECTOR_INDEX_KIND not in {"per-process", "shared"}:
+    raise ImproperlyConfigured(f"VECTOR_INDEX_KIND={VECTOR_INDEX_KIND!r}: use per-process or shared")
+# Inverted lists the shared index scans per query; recall@10 against exact and latency by size are in
+# BENCHMARKS.md ("A million articles per machine"), tuned on queries apart from those reported.
+VECTOR_INDEX_IVF_NPROBE = env_int("VECTOR_INDEX_IVF_NPROBE", 32)
+# Candidates the shared index hands to the exact re-rank: at least this many, or k plus the excluded ids.
+VECTOR_INDEX_RERANK_POOL = env_int("VECTOR_INDEX_RERANK_POOL", 100)
+# Articles newer than the shared file live in a small in-memory exact index; past this many (or with a fifth of
+# the file's rows dead), the save_index job rebuilds the file and every process on the machine switches to it.
+VECTOR_INDEX_DELTA_MAX = env_int("VECTOR_INDEX_DELTA_MAX", 50_000)

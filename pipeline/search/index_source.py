@@ -37,6 +37,13 @@ def newest_stamp() -> int | None:
     return int(stamp) if stamp is not None else None
 
 
+def live_count() -> int:
+    """How many articles the index should hold: chooses the kind a process starts with."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {_TABLE} WHERE {_LIVE_SQL}")
+        return int(cursor.fetchone()[0])
+
+
 def fetch_stamps(since_stamp: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ids, stamps) of live rows, all of them or those with processed_at past `since_stamp`."""
     sql = f"SELECT id, {_STAMP_SQL} FROM {_TABLE} WHERE {_LIVE_SQL}"
