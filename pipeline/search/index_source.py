@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 # Rows are read from Postgres in chunks this size (1,536 bytes of embedding each).
 READ_CHUNK = 5000
+STAMP_SLICE = 50_000
 
 _TABLE = Article._meta.db_table
 # processed_at as integer microseconds, computed in SQL everywhere so stamps compare exactly.
@@ -52,13 +53,16 @@ def fetch_stamps(since_stamp: int | None = None) -> tuple[np.ndarray, np.ndarray
         # Written as a timestamp comparison so the processed_at index serves it.
         sql += " AND processed_at > to_timestamp(%s / 1000000.0)"
         params.append(since_stamp)
+    # Read in slices into arrays: a million rows as Python tuples would cost ~120 MB that a process keeps.
+    parts: list[np.ndarray] = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    if not rows:
+        while rows := cursor.fetchmany(STAMP_SLICE):
+            parts.append(np.array(rows, dtype=np.int64))
+    if not parts:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    array = np.array(rows, dtype=np.int64)
-    return array[:, 0], array[:, 1]
+    array = np.concatenate(parts)
+    return array[:, 0].copy(), array[:, 1].copy()
 
 
 def fetch_vectors(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
