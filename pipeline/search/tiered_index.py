@@ -306,14 +306,16 @@ class TieredIndex:
         return {"dropped": len(stale_base) + len(stale_delta), "added": added, "size": len(self)}
 
     def _fetch_and_add(self, ids: Sequence[int]) -> int:
-        if not ids:
-            return 0
-        found_ids, vectors, stamps = fetch_vectors(ids)
-        with self._lock:
-            self._delta.add(found_ids, vectors, stamps)
-            in_base, _ = self._base.positions(found_ids)
-            self._dead.update(found_ids[in_base].tolist())  # the delta holds their new version
-        return len(found_ids)
+        # Chunk by chunk: fetching 20,000 rows at once left ~3x their size behind in every process.
+        added = 0
+        for start in range(0, len(ids), READ_CHUNK):
+            found_ids, vectors, stamps = fetch_vectors(ids[start : start + READ_CHUNK])
+            with self._lock:
+                self._delta.add(found_ids, vectors, stamps)
+                in_base, _ = self._base.positions(found_ids)
+                self._dead.update(found_ids[in_base].tolist())  # the delta holds their new version
+            added += len(found_ids)
+        return added
 
     def _advance_watermark(self, stamp: int) -> None:
         if self._watermark is None or stamp > self._watermark:
