@@ -68,7 +68,13 @@ def new_faiss_index(kind: str, dim: int = EMBEDDING_DIM) -> faiss.Index:
 
 
 def kind_for_size(count: int) -> str:
-    """Exact search while it is fast enough, HNSW above `VECTOR_INDEX_EXACT_MAX` vectors."""
+    """Exact search while it is fast enough, HNSW above `VECTOR_INDEX_EXACT_MAX` vectors.
+
+    With VECTOR_INDEX_KIND=shared the in-memory index stays exact: above the limit, get_index() hands
+    over to the shared tiered index instead (pipeline.search.tiered_index).
+    """
+    if settings.VECTOR_INDEX_KIND == "shared":
+        return EXACT
     return APPROXIMATE if count > settings.VECTOR_INDEX_EXACT_MAX else EXACT
 
 

@@ -16,8 +16,9 @@ Postgres holds the embeddings; this index is a per-process copy built for fast s
   anything older.
 - **Removal.** Search results are checked against Postgres (one indexed query per search), so an
   article deleted or no longer processed never comes back; it is dropped from the index then.
-- **Kind by size.** Exact inner-product search (`IndexFlatIP`) up to `VECTOR_INDEX_EXACT_MAX` vectors,
-  HNSW above (recall@10 against exact measured in benchmarks/bench_search.py). An index that grows
+- **Kind by size.** Exact inner-product search (`IndexFlatIP`) up to `VECTOR_INDEX_EXACT_MAX` vectors;
+  above, with `VECTOR_INDEX_KIND=shared`, one compressed file per machine that every process maps
+  (pipeline.search.tiered_index, the same interface), else (per-process, the default) HNSW (recall@10 against exact measured in benchmarks/bench_search.py). An index that grows
   past the limit, or carries many dead rows, is rebuilt in a background thread while it keeps serving.
 
 Vectors are unit length, so inner product is cosine similarity. FAISS labels are row numbers into
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from pipeline.search import index_file
+from pipeline.search import index_file, tiered_index
 from pipeline.search.index_file import IndexFileError
 from pipeline.search.index_rows import (
     APPROXIMATE,
@@ -47,7 +48,15 @@ from pipeline.search.index_rows import (
     new_faiss_index,
     reconstruct,
 )
-from pipeline.search.index_source import READ_CHUNK, database_label, fetch_stamps, fetch_vectors, live_article_ids
+from pipeline.search.index_source import (
+    READ_CHUNK,
+    database_label,
+    fetch_stamps,
+    fetch_vectors,
+    live_article_ids,
+    live_count,
+)
+from pipeline.search.tiered_index import TieredIndex
 from pipeline.understanding.embedding import EMBEDDING_DIM
 
 __all__ = ["APPROXIMATE", "EXACT", "ArticleIndex", "IndexFileError", "build_rows", "get_index", "load", "reset_index"]
@@ -368,19 +377,30 @@ def load_or_build(path: Path | str | None = None, *, progress: bool = False) -> 
         return index
 
 
-_index: ArticleIndex | None = None
+_index: ArticleIndex | TieredIndex | None = None
 _index_lock = threading.Lock()
 
 
-def get_index() -> ArticleIndex:
-    """This process's index: loaded (or built) on first use, then kept and caught up by each search."""
+def _wants_shared(size: int) -> bool:
+    return settings.VECTOR_INDEX_KIND == "shared" and size > settings.VECTOR_INDEX_EXACT_MAX
+
+
+def get_index() -> ArticleIndex | TieredIndex:
+    """This process's index: loaded (or built) on first use, then kept and caught up by each search.
+
+    With VECTOR_INDEX_KIND=shared, an exact index that has grown past VECTOR_INDEX_EXACT_MAX (with 10 %
+    slack) is handed over to the machine's shared index here, once.
+    """
     global _index
     index = _index
-    if index is not None:
+    if index is not None and not (isinstance(index, ArticleIndex) and _wants_shared(int(len(index) / 1.1))):
         return index
     with _index_lock:
         if _index is None:
-            _index = load_or_build()
+            path = Path(settings.VECTOR_INDEX_PATH)
+            _index = tiered_index.load_or_build(path) if _wants_shared(live_count()) else load_or_build(path)
+        elif isinstance(_index, ArticleIndex) and _wants_shared(int(len(_index) / 1.1)):
+            _index = tiered_index.load_or_build(Path(settings.VECTOR_INDEX_PATH))
         return _index
 
 
@@ -392,10 +412,25 @@ def reset_index() -> None:
 
 
 def save_index() -> dict[str, object]:
-    """Reconcile this process's index with Postgres, compact it if due, and write it to the cache file."""
+    """Reconcile this process's index with Postgres, compact it if due, and write it to the cache file.
+
+    The shared index is written only when due (a large delta or many dead rows): a new generation.
+    """
     index = get_index()
     outcome = index.reconcile()
     if index.needs_rebuild():
         index.rebuild()
     path = index.save()
     return {**outcome, "kind": index.kind, "path": str(path)}
+
+
+def rebuild_on_disk(*, progress: bool = False) -> tuple[int, str, Path]:
+    """What `manage.py rebuild_index` does: (articles, kind, path) of the cache written from Postgres."""
+    path = Path(settings.VECTOR_INDEX_PATH)
+    if _wants_shared(live_count()):
+        with index_file.lock(path):
+            tiered_index.write_generation(path, progress=progress)
+        index = tiered_index.load_or_build(path)
+        return len(index), index.kind, index.save()
+    built = build_from_database(progress=progress)
+    return len(built), built.kind, built.save()

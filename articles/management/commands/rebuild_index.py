@@ -20,9 +20,6 @@ class Command(BaseCommand):
     def handle(self, *args, no_progress: bool, **options) -> None:
         started = time.monotonic()
         # The bar only on a terminal: in cron jobs and logs it would be noise.
-        index = vector_index.build_from_database(progress=not no_progress and self.stdout.isatty())
-        path = index.save()
+        size, kind, path = vector_index.rebuild_on_disk(progress=not no_progress and self.stdout.isatty())
         vector_index.reset_index()
-        self.stdout.write(
-            f"indexed {len(index)} articles ({index.kind}) in {time.monotonic() - started:.1f} s; saved {path}"
-        )
+        self.stdout.write(f"indexed {size} articles ({kind}) in {time.monotonic() - started:.1f} s; saved {path}")
