@@ -30,6 +30,7 @@ from pipeline.search.profiles import (
     empty_vectors,
     load_history,
 )
+from pipeline.search.tiered_index import TieredIndex
 from pipeline.search.vector_index import ArticleIndex, get_index
 from pipeline.understanding.embedding import vector_from_bytes
 
@@ -99,7 +100,7 @@ WHERE id = ANY(%s) AND status = '{Article.Status.PROCESSED}' AND embedding IS NO
 """
 
 
-def _vectors_of(ids: list[int], index: ArticleIndex | None) -> np.ndarray:
+def _vectors_of(ids: list[int], index: ArticleIndex | TieredIndex | None) -> np.ndarray:
     """Embeddings of `ids` in order: from the vector index when it holds them all (sparing Postgres
     1.5 kB a row), else from Postgres."""
     if index is not None:
@@ -113,7 +114,7 @@ def _vectors_of(ids: list[int], index: ArticleIndex | None) -> np.ndarray:
 
 
 def _load_candidates(
-    ids: Iterable[int], profile: Profile, *, now: datetime, index: ArticleIndex | None = None
+    ids: Iterable[int], profile: Profile, *, now: datetime, index: ArticleIndex | TieredIndex | None = None
 ) -> _Candidates:
     """Vectors and metadata of candidate articles still processed, without what the user has seen."""
     # A story's id is its first article's id, so a seen article may name a story too.

@@ -209,8 +209,10 @@ class TieredIndex:
             wanted = set().union(*base_hits)
             if check_database:
                 wanted |= {i for hits in delta_hits for i, _ in hits}
-            found_ids, found_vectors, _ = fetch_vectors(sorted(wanted)) if wanted else (np.empty(0), None, None)
-            exact = dict(zip(found_ids.tolist(), found_vectors)) if len(found_ids) else {}
+            exact: dict[int, np.ndarray] = {}
+            if wanted:
+                found_ids, found_vectors, _ = fetch_vectors(sorted(wanted))
+                exact = dict(zip(found_ids.tolist(), found_vectors, strict=True))
             gone = wanted - exact.keys()
             if gone:
                 self._drop(gone)
