@@ -18,10 +18,23 @@ FEED_PATH = re.compile(r"^/b(\d+)/f(\d+)\.xml$")
 PAGE_PATH = re.compile(r"^/a/(\d+)/(\d+)/(\d+)\.html$")
 
 
+# Words that make each item's title its own: scenario 1 finds sampled articles by searching for their
+# title, and titles differing only in their numbers embed almost alike (one could miss the top k).
+_FIRST = "amber brisk cobalt dusty eager frosty golden hollow ivory jagged lucky misty noble olive quiet rustic".split()
+_SECOND = "harbour orchard glacier canyon meadow lantern village citadel harvest bridge market island tower valley forest desert".split()
+_THIRD = "violin falcon compass tractor kettle glacier anchor saddle beacon mirror ribbon candle barrel ladder parcel whistle".split()
+
+
+def item_title(batch: int, feed: int, n: int) -> str:
+    i = batch * 1000 + feed * 100 + n  # distinct for every item of a run (feeds < 10, items < 100)
+    words = f"{_FIRST[i % 16]} {_SECOND[(i // 16) % 16]} {_THIRD[(i // 256) % 16]}"
+    return f"The {words} affair: story {n} of feed {feed} about {TOPIC_WORDS[n % 5]}"
+
+
 def feed_document(base: str, batch: int, feed: int, items: int) -> bytes:
     entries = "".join(
         f"<item><guid>b{batch}-f{feed}-{n}</guid>"
-        f"<title>Batch {batch} story {n} of feed {feed} about {TOPIC_WORDS[n % 5]}</title>"
+        f"<title>{item_title(batch, feed, n)}</title>"
         f"<link>{base}/a/{batch}/{feed}/{n}.html</link>"
         f"<description>Report {n} on {TOPIC_WORDS[n % 5]}.</description>"
         f"<pubDate>Mon, 02 Nov 2026 10:{n % 60:02d}:00 GMT</pubDate></item>"
@@ -41,8 +54,8 @@ def article_page(batch: int, feed: int, n: int) -> bytes:
         for p in range(6)
     )
     return (
-        f"<!doctype html><html><head><title>Story {n} about {words}</title></head><body><article>"
-        f"<h1>Story {n} about {words}</h1>{paragraphs}</article></body></html>"
+        f"<!doctype html><html><head><title>{item_title(batch, feed, n)}</title></head><body><article>"
+        f"<h1>{item_title(batch, feed, n)}</h1>{paragraphs}</article></body></html>"
     ).encode()
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from pipeline.search.limits import MAX_K
 from tests.support.cluster.counting import SETTLE_TIMEOUT, Outcome, count, processed_per_host, settle
 from tests.support.cluster.topology import WORKER_HOSTS, Cluster
 from tests.support.faults import in_hand, starts, wait_until
@@ -130,7 +131,7 @@ def everything_separate(cluster: Cluster) -> Outcome:
 def _search_finds(cluster: Cluster, article: int, title: str, processed_at: float) -> float | None:
     """Seconds from an article's processing until a search on web returns it; None past the deadline."""
     while time.time() - processed_at <= SEARCH_DEADLINE:
-        found = cluster.api("GET", f"/api/search/?q={quote(title)}&k=10")
+        found = cluster.api("GET", f"/api/search/?q={quote(title)}&k={MAX_K}")
         if found["status"] == 200 and article in {r["id"] for r in found["body"]["results"]}:
             return time.time() - processed_at
         time.sleep(0.5)
