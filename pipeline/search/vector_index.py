@@ -398,7 +398,9 @@ def get_index() -> ArticleIndex | TieredIndex:
     with _index_lock:
         if _index is None:
             path = Path(settings.VECTOR_INDEX_PATH)
-            _index = tiered_index.load_or_build(path) if _wants_shared(live_count()) else load_or_build(path)
+            # Counted only when the shared kind is configured: per-process needs no count to start.
+            shared = settings.VECTOR_INDEX_KIND == "shared" and _wants_shared(live_count())
+            _index = tiered_index.load_or_build(path) if shared else load_or_build(path)
         elif isinstance(_index, ArticleIndex) and _wants_shared(int(len(_index) / 1.1)):
             _index = tiered_index.load_or_build(Path(settings.VECTOR_INDEX_PATH))
         return _index

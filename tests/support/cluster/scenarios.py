@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -53,27 +54,29 @@ def add_batch(
     return ids
 
 
-def worker_pid(cluster: Cluster, host: str, queue: str) -> int:
-    """The pid of `host`'s worker process consuming `queue`, from its heartbeat."""
+def wait_mid_batch(cluster: Cluster, host: str) -> set[str]:
+    """Wait until a process of `host` has finished a message and holds another; returns what it holds.
 
-    def find() -> int | None:
-        for name, beat in cluster.live_workers().items():
-            if name.startswith(f"{host}:") and queue in beat["queues"]:
-                return int(name.split(":")[1])
-        return None
-
-    return wait_until(find, timeout=60, what=f"{host}'s {queue} worker heartbeat")
-
-
-def wait_mid_batch(cluster: Cluster, pid: int) -> set[str]:
-    """Wait until process `pid` has finished two messages and holds another; returns those it holds."""
+    Any process in the host's namespace counts (pids are read from the namespace each time, not from a
+    heartbeat, which names one process and can outlive it)."""
 
     def mid() -> set[str]:
         deliveries = cluster.stack.deliveries()
-        mine = [d for d in starts(deliveries) if d["pid"] == pid]
-        return in_hand(deliveries, pid) if len(mine) >= 3 else set()
+        for pid in cluster.hosts[host].pids():
+            finished = [d for d in deliveries if d["event"] == "done" and d["pid"] == pid]
+            held = in_hand(deliveries, pid)
+            if finished and held:
+                return held
+        return set()
 
-    return wait_until(mid, timeout=180, interval=0.05, what=f"pid {pid} in the middle of a batch")
+    try:
+        return wait_until(mid, timeout=180, interval=0.05, what=f"{host} in the middle of a batch")
+    except TimeoutError:
+        per_pid = Counter(d["pid"] for d in starts(cluster.stack.deliveries()))
+        raise TimeoutError(
+            f"{host} never held a message after finishing one; starts per pid {dict(per_pid)},"
+            f" {host}'s pids {sorted(cluster.hosts[host].pids())}, workers {sorted(cluster.live_workers())}"
+        ) from None
 
 
 # --- the scenarios ---
@@ -156,7 +159,7 @@ def network_cut(cluster: Cluster) -> Outcome:
     feeds, items = 4, 30
     add_batch(cluster, 3, feeds, items)
     host = cluster.hosts["worker-2"]
-    wait_mid_batch(cluster, worker_pid(cluster, "worker-2", "processing"))
+    wait_mid_batch(cluster, "worker-2")
     before = host.pids()
     cluster.network.link("worker-2", up=False)
     time.sleep(CUT_SECONDS)
@@ -223,7 +226,7 @@ def host_lost(cluster: Cluster) -> Outcome:
     feeds, items = 4, 30
     add_batch(cluster, 2, feeds, items)
     host = cluster.hosts["worker-1"]
-    held = wait_mid_batch(cluster, worker_pid(cluster, "worker-1", "processing"))
+    held = wait_mid_batch(cluster, "worker-1")
     killed_pids = host.kill_everything()
     killed = time.time()
     cluster.network.link("worker-1", up=False)
