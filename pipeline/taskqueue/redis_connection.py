@@ -110,27 +110,21 @@ class _FailoverConsumer(_RedisConsumer):
             return super().__next__()
 
 
+# The connection options settings.REDIS_CONNECTION gives the broker and the results backend beside `url`.
+_CONNECTION_OPTIONS = ("sentinels", "sentinel_master", "sentinel_password", "password")
+
+
+def _client_from_options(url: str, options: dict[str, Any]) -> redis.Redis:
+    """The client for a broker or backend: takes the connection options out of `options`, leaving Dramatiq's own."""
+    connection = {key: options.pop(key) for key in _CONNECTION_OPTIONS if key in options}
+    return redis_client_for(url, **connection)
+
+
 class FailoverRedisBroker(RedisBroker):
     """Dramatiq's Redis broker on a client from redis_client_for, whose consumers outlive a failover."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        sentinels: Sequence[Sequence[Any]] = (),
-        sentinel_master: str = "",
-        sentinel_password: str = "",
-        password: str = "",
-        **options: Any,
-    ) -> None:
-        client = redis_client_for(
-            url,
-            sentinels=sentinels,
-            sentinel_master=sentinel_master,
-            sentinel_password=sentinel_password,
-            password=password,
-        )
-        super().__init__(client=client, **options)
+    def __init__(self, *, url: str, **options: Any) -> None:
+        super().__init__(client=_client_from_options(url, options), **options)
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -140,24 +134,8 @@ class FailoverRedisBroker(RedisBroker):
 class FailoverRedisBackend(RedisBackend):
     """Dramatiq's Redis results backend on a client from redis_client_for."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        sentinels: Sequence[Sequence[Any]] = (),
-        sentinel_master: str = "",
-        sentinel_password: str = "",
-        password: str = "",
-        **options: Any,
-    ) -> None:
-        client = redis_client_for(
-            url,
-            sentinels=sentinels,
-            sentinel_master=sentinel_master,
-            sentinel_password=sentinel_password,
-            password=password,
-        )
-        super().__init__(client=client, **options)
+    def __init__(self, *, url: str, **options: Any) -> None:
+        super().__init__(client=_client_from_options(url, options), **options)
 
 
 class SentinelCachePool(SentinelConnectionPool):
