@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from newsrec.dead_peers import dead_peer_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -117,6 +119,13 @@ DATABASES = {
     # cost one failed query, not a dead process.
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True),
 }
+# A vanished machine's sessions, and the locks they hold, are dropped after about this long, instead of
+# the kernel's two hours (newsrec/dead_peers.py); 0 leaves the system's keepalives.
+DATABASE_DEAD_PEER_SECONDS = env_int("DATABASE_DEAD_PEER_SECONDS", 30)
+if DATABASE_DEAD_PEER_SECONDS > 0:
+    DATABASES["default"]["OPTIONS"] = dead_peer_options(
+        DATABASES["default"].get("OPTIONS", {}), DATABASE_DEAD_PEER_SECONDS
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://localhost:6379/0")

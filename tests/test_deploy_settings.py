@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,9 @@ import dramatiq
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
+from newsrec.dead_peers import dead_peer_options
 from newsrec.settings import redis_url_with_timeouts
 from tests.support.in_process_worker import in_process_worker
 
@@ -72,6 +75,40 @@ def test_redelivery_is_tuned_to_within_two_minutes():
     # chance that no maintenance has run 90 s after the timeout is 0.9**90.
     assert broker.maintenance_chance == 100_000
     assert 0.9**90 < 1e-4
+
+
+@pytest.mark.django_db
+def test_a_silent_peer_is_dropped_by_both_sides_of_a_database_connection():
+    """A vanished machine's sessions must not hold their locks for the kernel's two hours.
+
+    tests/test_cluster.py::test_host_lost shows the db host dropping a lost host's sessions; here, that
+    every connection asks for it: the server's keepalives (per session) and libpq's on this socket."""
+    with connection.cursor() as cursor:
+        values = {}
+        for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"):
+            cursor.execute(f"SHOW {name}")
+            values[name] = cursor.fetchone()[0]
+    assert values == {
+        "tcp_keepalives_idle": "10",
+        "tcp_keepalives_interval": "5",
+        "tcp_keepalives_count": "4",
+        "tcp_user_timeout": "30000",
+    }
+    fd = connection.connection.pgconn.socket
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+    finally:
+        sock.close()
+
+
+def test_dead_peer_options_keep_the_database_urls_own_options():
+    options = dead_peer_options({"options": "-c statement_timeout=5000", "sslmode": "require"}, 60)
+    assert options["options"].endswith("-c statement_timeout=5000")  # last, so it wins over ours
+    assert "-c tcp_keepalives_idle=20" in options["options"] and options["sslmode"] == "require"
+    assert options["keepalives_idle"] == 20 and options["tcp_user_timeout"] == 60_000
 
 
 # --- Nothing is pickled ---

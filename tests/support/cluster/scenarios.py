@@ -18,6 +18,8 @@ from tests.support.faults import in_hand, starts, wait_until
 REDELIVERY_DEADLINE = 120  # the issue's bound for a lost host's messages
 SEARCH_DEADLINE = 60  # the issue's bound for a search on web to find an article processed elsewhere
 CUT_SECONDS = 60
+# A silent host's Postgres sessions must go in DATABASE_DEAD_PEER_SECONDS (30) and a little: not in hours.
+SESSIONS_DEADLINE = 90
 # Every setting a cluster run changes: smaller batches, sweeps every minute, a dead worker noticed sooner.
 RUN_SETTINGS = {
     "PROCESSING_BATCH_SIZE": "8",
@@ -227,10 +229,18 @@ def host_lost(cluster: Cluster) -> Outcome:
     add_batch(cluster, 2, feeds, items)
     host = cluster.hosts["worker-1"]
     held = wait_mid_batch(cluster, "worker-1")
+    # A lost machine says nothing: its link goes first, so not even the FIN of its dying sockets gets
+    # out, and its Postgres sessions (with any lock they hold) stay open until keepalives find them dead.
+    cluster.network.link("worker-1", up=False)
     killed_pids = host.kill_everything()
     killed = time.time()
-    cluster.network.link("worker-1", up=False)
+    orphans = len(_sessions_from(cluster, host.address))
     survivors = cluster.hosts["worker-2"].pids()
+    try:
+        wait_until(lambda: not _sessions_from(cluster, host.address), timeout=SESSIONS_DEADLINE, interval=0.5)
+        sessions_gone: float | None = time.time() - killed
+    except TimeoutError:
+        sessions_gone = None
     settled = settle(cluster, feeds * items)
     outcome = count(cluster, "2. worker-1 lost (SIGKILL + link down)", feeds * items, started)
     again: dict[str, float] = {}
@@ -238,6 +248,17 @@ def host_lost(cluster: Cluster) -> Outcome:
         if d["message_id"] in held and d["at"] > killed and d["pid"] in survivors:
             again.setdefault(d["message_id"], d["at"] - killed)
     outcome.check(settled, "the batch settled")
+    outcome.check(
+        sessions_gone is not None,
+        f"the db host dropped worker-1's Postgres sessions within {SESSIONS_DEADLINE} s:"
+        f" {_sessions_from(cluster, host.address)}",
+    )
+    if sessions_gone is not None:
+        outcome.figures["sessions dropped"] = sessions_gone
+        outcome.notes.append(
+            f"{orphans} Postgres session(s) of worker-1 left open by the silent kill, dropped by the db host"
+            f" after {sessions_gone:.0f} s (DATABASE_DEAD_PEER_SECONDS 30)"
+        )
     outcome.check(set(again) == held, f"every message worker-1 held went to worker-2 ({len(again)}/{len(held)})")
     outcome.check(bool(again) and max(again.values()) <= REDELIVERY_DEADLINE, f"redelivered within 2 min: {again}")
     if again:
@@ -247,6 +268,14 @@ def host_lost(cluster: Cluster) -> Outcome:
             f" after {max(again.values()):.0f} s (heartbeat timeout 15 s + maintenance every 10 s)"
         )
     return outcome
+
+
+def _sessions_from(cluster: Cluster, address: str) -> list[tuple[str, str]]:
+    """(state, query) of the Postgres sessions the db host still holds for a client at `address`."""
+    rows = cluster.stack.query(
+        "SELECT state, left(query, 60) FROM pg_stat_activity WHERE client_addr = %s::inet", [address]
+    )
+    return [(str(state), str(query)) for state, query in rows]
 
 
 # Run in this order: the lost host goes last, since it stays lost.
