@@ -123,6 +123,36 @@ def test_messages_in_the_delay_queue_count_as_queued(pending, broker):
     assert _claim_sweep(datetime.now(UTC) + timedelta(minutes=2)) == pending[3:]
 
 
+def test_a_message_a_worker_fetched_and_holds_counts_as_queued(pending, broker):
+    from pipeline.actors import PROCESSING, enqueue_processing
+
+    enqueue_processing(pending, origin="command")
+    consumer = broker.consume(PROCESSING, prefetch=1, timeout=100)
+    try:
+        fetched = None
+        for _ in range(50):  # the consumer's first calls may return None before its fetch lands
+            fetched = next(consumer)
+            if fetched is not None:
+                break
+        assert fetched is not None
+        assert broker.client.llen(f"{broker.namespace}:{PROCESSING}") == 0  # off the list, in its ack set
+        assert _claim_sweep(datetime.now(UTC) + timedelta(minutes=2)) == []
+    finally:
+        consumer.close()
+
+
+def test_a_message_body_no_worker_can_fetch_is_lost_and_its_articles_requeued(pending, broker):
+    """A failover can leave a body on no list and in no ack set (see queued_work.py): nothing will run it."""
+    from pipeline.actors import PROCESSING, enqueue_processing
+
+    enqueue_processing(pending, origin="command")
+    queue = f"{broker.namespace}:{PROCESSING}"
+    (redis_id,) = broker.client.lrange(queue, 0, -1)
+    broker.client.lrem(queue, 0, redis_id)  # the body stays in the hash, as after that failover
+    assert broker.client.hlen(f"{queue}.msgs") == 1
+    assert _claim_sweep(datetime.now(UTC) + timedelta(minutes=2)) == pending
+
+
 # --- SIGKILL of workers in the middle of their batches ---
 
 

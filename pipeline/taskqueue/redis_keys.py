@@ -38,6 +38,16 @@ def queue_messages(queue_name: str) -> str:
     return f"{namespace()}:{queue_name}.msgs"
 
 
+def queue_list_key(queue: str) -> str:
+    """The list of ids ready to be fetched of exactly this queue (`<name>.DQ` for its delay queue)."""
+    return f"{namespace()}:{queue}"
+
+
+def worker_acks_pattern(queue: str) -> str:
+    """Every worker's set of the ids it fetched from exactly this queue and has not acknowledged."""
+    return f"{namespace()}:__acks__.*.{queue}"
+
+
 def delayed_messages(queue_name: str) -> str:
     return f"{namespace()}:{dq_name(q_name(queue_name))}.msgs"
 
