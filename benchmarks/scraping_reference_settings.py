@@ -1,18 +1,12 @@
-"""Settings of the reference worker in `make bench BENCH=scraping`: the project's, with a poll's bookkeeping
-(a 304's or failed poll's feed state, the poll log) committed synchronously, as scraping did before
-pipeline/feeds/async_commit.py (so the bench can show the difference in one run). Bench-only: nothing
-else imports this module.
-
-An earlier reference here was the TLS context built for every fetch; that fix is measured in BENCHMARKS.md's
-history (run 2026-12-03 07:17 UTC: first pass 3.73×, 304 pass 6.17× as fast)."""
+"""Settings of the reference worker in `make bench BENCH=scraping`: the project's, with a TLS context built
+for every fetch, as fetching did before address_guard.shared_tls_context (so the bench can show the
+difference in one run). Bench-only: nothing else imports this module."""
 
 from __future__ import annotations
 
-from django.db import transaction
+import httpx
 
 from newsrec.settings import *  # noqa: F403
-from pipeline.feeds import fetch_log, scraping
+from pipeline.feeds import address_guard
 
-# Both modules imported the name; a plain atomic block commits and waits for the flush.
-scraping.async_commit = transaction.atomic  # type: ignore[assignment]
-fetch_log.async_commit = transaction.atomic  # type: ignore[assignment]
+address_guard.shared_tls_context = httpx.create_ssl_context  # type: ignore[assignment]

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from articles.models import Article, Feed, FeedFetch
+from articles.models import Article, Feed
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import actors
 from pipeline.feeds.parsing import parse_feed
@@ -52,33 +50,6 @@ def test_not_modified_costs_no_parsing(db, feed_server):
     assert feed.etag == '"v1"'
     assert scrape_feed(feed.pk).status == "not_modified"
     assert feed_server.hits["/etag.xml"] == 2
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_polls_bookkeeping_commits_without_waiting_for_the_disk_but_articles_do(feed_server):
-    """A 304 pass was mostly commit waits (BENCHMARKS.md, "Scraping"): the poll state and the poll log
-    are committed asynchronously (losing them in a Postgres crash costs a re-poll); new articles are not."""
-    url = feed_server.serve("/async.xml", rss([("s-1", "One", "s"), ("s-2", "Two", "t")]), etag='"v1"')
-    feed = Feed.objects.create(url=url)
-
-    def poll() -> tuple[str, list[str]]:
-        with CaptureQueriesContext(connection) as queries:
-            result = actors.scrape_feed(feed.pk, chain=False)
-        return result["status"], [q["sql"] for q in queries.captured_queries]
-
-    status, first = poll()
-    relaxed = [i for i, sql in enumerate(first) if "synchronous_commit TO OFF" in sql]
-    stored = [i for i, sql in enumerate(first) if sql.lstrip().startswith("INSERT INTO") and "articles_article" in sql]
-    # One relaxed transaction (the log), after the articles' own, which waited for the flush.
-    assert status == "ok" and len(relaxed) == 1 and stored and relaxed[0] > stored[-1]
-    status, second = poll()
-    assert status == "not_modified"
-    assert sum("synchronous_commit TO OFF" in sql for sql in second) == 2  # the poll state, the log
-    assert list(FeedFetch.objects.filter(feed=feed).order_by("id").values_list("status", flat=True)) == [
-        "ok",
-        "not_modified",
-    ]
-    assert Article.objects.filter(feed=feed).count() == 2
 
 
 @pytest.mark.parametrize(

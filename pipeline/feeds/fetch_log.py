@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from articles.models import FeedFetch
-from pipeline.feeds.async_commit import async_commit
 from pipeline.feeds.scraping import ScrapeOutcome
 
 # Polls kept per feed: a day of polls at the default 10-minute sweep would be 144; a window of the
@@ -17,12 +16,6 @@ def record_fetch(outcome: ScrapeOutcome, *, started_at: datetime, duration_secon
     """Store one poll of an existing feed and drop that feed's polls beyond the newest KEEP_PER_FEED."""
     if outcome.status == "skipped":
         return  # nothing was fetched (the feed is gone or disabled)
-    # The log is bookkeeping: its commit does not wait for the disk (async_commit.py).
-    with async_commit():
-        _store(outcome, started_at=started_at, duration_seconds=duration_seconds)
-
-
-def _store(outcome: ScrapeOutcome, *, started_at: datetime, duration_seconds: float) -> None:
     FeedFetch.objects.create(
         feed_id=outcome.feed_id,
         started_at=started_at,

@@ -11,7 +11,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from articles.models import Feed
-from pipeline.feeds.async_commit import async_commit
 from pipeline.feeds.budget import BudgetExceeded, WorkCrashed, run_with_budget
 from pipeline.feeds.fetching import FetchError, fetch_feed
 from pipeline.feeds.markup_limits import MarkupLimits
@@ -55,7 +54,7 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
         )
     except FetchError as error:
         feed.record_failure(error.reason, now=now, retry_after=error.retry_after, permanent=error.permanent)
-        _save_poll_state(feed)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "error", error=error.reason)
     except Exception as error:  # noqa: BLE001 - a fetcher bug hit by this server's answer: its failure, not a retry
         # fetch_feed turns every failure it knows into FetchError; anything else is still this feed's
@@ -63,19 +62,19 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
         logger.exception("fetching feed %s raised", feed.url)
         reason = f"fetch failed: {type(error).__name__}: {error}"
         feed.record_failure(reason, now=now)
-        _save_poll_state(feed)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "error", error=reason)
 
     new_url = _movable_url(feed, fetched.permanent_url)
     if fetched.status == 304:
         feed.record_success(now=now, etag=fetched.etag, last_modified=fetched.last_modified, new_url=new_url)
-        _save_poll_state(feed)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "not_modified")
 
     parsed = _parse_within_budget(fetched.content, base_url=fetched.url, content_type=fetched.content_type)
     if isinstance(parsed, str):
         feed.record_failure(parsed, now=now)
-        _save_poll_state(feed)
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
         return ScrapeOutcome(feed_id, "error", error=parsed, bytes=len(fetched.content))
 
     with transaction.atomic():
@@ -95,12 +94,6 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
     return ScrapeOutcome(
         feed_id, "ok", entries=len(parsed.entries), new_article_ids=new_ids, bytes=len(fetched.content)
     )
-
-
-def _save_poll_state(feed: Feed) -> None:
-    """Save a poll that stored nothing (304, failure): losing it in a Postgres crash costs a re-poll."""
-    with async_commit():
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
 
 
 def markup_limits() -> MarkupLimits:
