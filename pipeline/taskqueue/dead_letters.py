@@ -151,7 +151,7 @@ def requeue_dead_letters(
 def queue_keys(queue_name: str) -> dict[str, str]:
     """The Redis keys of a queue, its delay queue and its dead letters (see the module docstring)."""
     return {
-        "ready": redis_keys.queue_list(queue_name),
+        "ready": redis_keys.queue_list(q_name(queue_name)),
         "messages": redis_keys.queue_messages(q_name(queue_name)),
         "delayed": redis_keys.delayed_messages(queue_name),
         "dead": redis_keys.dead_letters(queue_name),

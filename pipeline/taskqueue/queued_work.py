@@ -61,7 +61,7 @@ def _fetchable_or_held(client: redis.Redis, queue: str) -> set[bytes | str]:
     redundant message, which changes nothing (process_articles touches only rows pending for its claim).
     A body enqueued after the list was read belongs to a claim younger than the grace, left alone anyway.
     """
-    live: set[bytes | str] = set(client.lrange(redis_keys.queue_list_key(queue), 0, -1))
+    live: set[bytes | str] = set(client.lrange(redis_keys.queue_list(queue), 0, -1))
     for key in client.scan_iter(redis_keys.worker_acks_pattern(queue), count=1000):
         live.update(client.smembers(key))
     return live

@@ -29,18 +29,13 @@ def namespace() -> str:
 
 
 def queue_list(queue_name: str) -> str:
-    """The list of message ids ready to be fetched."""
-    return f"{namespace()}:{q_name(queue_name)}"
+    """The list of message ids ready to be fetched from exactly this queue (`<name>.DQ`: its delay queue)."""
+    return f"{namespace()}:{queue_name}"
 
 
 def queue_messages(queue_name: str) -> str:
     """The hash of every message body of the queue, from enqueue until acknowledged."""
     return f"{namespace()}:{queue_name}.msgs"
-
-
-def queue_list_key(queue: str) -> str:
-    """The list of ids ready to be fetched of exactly this queue (`<name>.DQ` for its delay queue)."""
-    return f"{namespace()}:{queue}"
 
 
 def worker_acks_pattern(queue: str) -> str:
