@@ -46,8 +46,8 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 # (feeds, rounds)
 SIZES = [(100, 3)] if QUICK else [(1000, 3), (10_000, 1)]
 PROFILE_FEEDS = 100 if QUICK else 1000
-# The reference worker (a TLS context per fetch, as before the fix) runs rounds of the first size,
-# alternating with the project's; not in the quick run, where it would double the time.
+# The reference worker (one feed per message, as the sweep sent them before feed batches) runs rounds of
+# the first size, alternating with the project's; not in the quick run, where it would double the time.
 REFERENCE_SETTINGS = "benchmarks.scraping_reference_settings"
 REFERENCE = not QUICK
 WARM_UP_FEEDS = 20
@@ -313,6 +313,17 @@ def _profile_section(profile: scrape_profile.Profile | None, what: str) -> tuple
         "shares": {k: round(v, 4) for k, v in shares.items()},
         "top_functions": [[frame, round(count / busy, 4)] for frame, count in top],
     }
+    poll_total = sum(profile.poll_shares.values())
+    if poll_total:
+        lines += [
+            f"Inside the batches' poll threads ({poll_total:,} samples while polling a feed):",
+            "",
+            "| part of a poll | share |",
+            "|---|---|",
+            *[f"| {name} | {count / poll_total:.1%} |" for name, count in profile.poll_shares.most_common()],
+            "",
+        ]
+        figures["poll_thread_shares"] = {k: round(v / poll_total, 4) for k, v in profile.poll_shares.items()}
     if profile.child_samples:
         child_total = profile.child_samples
         lines += [
@@ -412,7 +423,7 @@ def run() -> dict:
         feeds = SIZES[0][0]
         summary = _summary(feeds, reference)
         figures["reference"] = summary
-        table.append(_row("reference, a TLS context per fetch (before): ", feeds, reference, summary))
+        table.append(_row("reference, one feed a message (before): ", feeds, reference, summary))
         checks.append(f"reference: {summary['answers_200_then_304']}, {summary['errors']} errors")
         pairs = list(zip(reference, results[feeds], strict=True))
         speedups = {
@@ -442,15 +453,17 @@ def run() -> dict:
     if reference:
         first, second = figures["first_pass_speedup_vs_reference"], figures["second_pass_speedup_vs_reference"]
         speedup_text = (
-            f"The fix (one TLS context per process, `address_guard.shared_tls_context`; before, every fetch built "
-            f"one, loading the CA bundle, even for http:// feeds) against the reference worker in the same run, "
-            f"rounds alternating: first pass {first['median']}× as fast (per round {first['per_round']}), 304 pass "  # type: ignore[index]
+            f"Feed batches (the sweep sends FEED_POLL_BATCH_SIZE=20 feeds a message, polled 8 at a time, the "
+            f"unchanged and failed ones written in one UPDATE and the poll log in one INSERT) against the reference "
+            f"worker in the same run (FEED_POLL_BATCH_SIZE=1, FEED_POLL_CONCURRENCY=1: one feed a message, as "
+            f"before), rounds alternating: first pass {first['median']}× as fast (per round {first['per_round']}), 304 pass "  # type: ignore[index]
             f"{second['median']}× (per round {second['per_round']}). "  # type: ignore[index]
         )
     notes = (
         f"Run {started}, `{command}`. One scraping worker as `make run` starts it "
         f"(`{figures['worker_command']}`, from scripts/supervisord.conf; docker-compose.yml runs `-t 8`), fed by "
-        "the real due-feed sweep (one `scrape_due_feeds` message per pass), on a Redis of its own. Feeds from "
+        "the real due-feed sweep (one `scrape_due_feeds` message per pass, which sends the feeds in batches of "
+        "FEED_POLL_BATCH_SIZE), on a Redis of its own. Feeds from "
         f"benchmarks/feed_server.py (its own process) on {len(HOSTS)} loopback addresses, {ITEMS} items each "
         "(~12.8 KB), ETag and Last-Modified; `full_text=never` on every feed, so no article page is fetched. "
         f"No processing worker ran: each first pass left {queued:,} `process_articles` messages queued "

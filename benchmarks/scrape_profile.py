@@ -20,15 +20,22 @@ from pathlib import Path
 # a database query made while fetching would be the fetch's (none is), a task record written by the
 # middleware while the actor's function has returned is the middleware's.
 SHARES: list[tuple[str, tuple[str, ...]]] = [
+    ("waiting for the batch's polls (fetch and parse run in poll threads)", ("as_completed (",)),
     ("network (fetch: connect, request, wait, read)", ("fetch_feed (pipeline/feeds/fetching.py",)),
     ("feed parsing (waiting for the parse child)", ("run_with_budget (pipeline/feeds/budget.py",)),
     ("database writes: articles and feed state", ("upsert_entries (", "(pipeline/feeds/scraping.py")),
-    ("database: poll log (FeedFetch)", ("record_fetch (",)),
+    ("database: poll log (FeedFetch)", ("record_fetches (",)),
     ("chain: claim articles, queue processing", ("enqueue_processing (", "queue_page_fetches (")),
     ("task records and other middleware", ("(pipeline/taskqueue/",)),
     ("Dramatiq (receive, ack, results)", ("(dramatiq/",)),
 ]
 IDLE = "idle (no message in hand)"
+# A batch's poll threads (scraping.scrape_feeds): what a poll waits for, by the same rule.
+POLL_SHARES: list[tuple[str, tuple[str, ...]]] = [
+    ("network (fetch: connect, request, wait, read)", ("fetch_feed (pipeline/feeds/fetching.py",)),
+    ("feed parsing (waiting for the parse child)", ("run_with_budget (pipeline/feeds/budget.py",)),
+]
+_POLL = "_poll (pipeline/feeds/scraping.py"
 # What a parse child spends its CPU on, by the same first-match rule over its stacks.
 CHILD_SHARES: list[tuple[str, tuple[str, ...]]] = [
     ("sanitising (nh3) and plain text", ("(pipeline/feeds/sanitising.py",)),
@@ -51,6 +58,7 @@ class Profile:
     child_leaves: Counter[str] = field(default_factory=Counter)  # innermost frame of parse children, on CPU
     child_samples: int = 0
     child_shares: Counter[str] = field(default_factory=Counter)
+    poll_shares: Counter[str] = field(default_factory=Counter)  # share -> samples of busy poll threads
 
     @property
     def total(self) -> int:
@@ -84,6 +92,10 @@ def read_profile(text: str, worker_pid: int) -> Profile:
                 profile.child_leaves[frames[-1]] += count
                 share = next((name for name, markers in CHILD_SHARES if any(m in stack for m in markers)), "other")
                 profile.child_shares[share] += count
+            continue
+        if _POLL in stack:
+            share = next((name for name, markers in POLL_SHARES if any(m in stack for m in markers)), "other")
+            profile.poll_shares[share] += count
             continue
         if _WORKER_THREAD not in stack:
             continue

@@ -12,10 +12,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from articles.models import Article, Feed, Topic
+from articles.models import Article, Feed, FeedFetch, Topic
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import actors
-from pipeline.feeds.scraping import scrape_feed
+from pipeline.feeds.fetch_log import record_fetches
+from pipeline.feeds.scraping import scrape_feed, scrape_feeds
 from pipeline.understanding.processing import process_articles
 from pipeline.understanding.topic_models import topic_model_in_force
 from tests.conftest import rss
@@ -61,7 +62,8 @@ def test_the_due_feed_sweep_actor_costs_the_same_for_any_number_of_feeds(
     with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
         result = actors.scrape_due_feeds()
     assert len(result["feeds"]) == count
-    assert broker.client.llen(f"{broker.namespace}:scraping") == count
+    # FEED_POLL_BATCH_SIZE (20) feeds a message: 3 feeds are one message, 30 are two.
+    assert broker.client.llen(f"{broker.namespace}:scraping") == -(-count // 20)
 
 
 @pytest.mark.parametrize("count", SIZES)
@@ -73,6 +75,22 @@ def test_scraping_one_feed_stores_its_items_in_one_statement(count, feed_server,
         outcome = scrape_feed(feed.pk)
     assert outcome.status == "ok" and len(outcome.new_article_ids) == count
     assert Article.objects.filter(feed=feed).count() == count
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_a_batch_of_unchanged_feeds_costs_the_same_for_any_number(count, feed_server, django_assert_num_queries):
+    feeds = Feed.objects.bulk_create(
+        Feed(url=feed_server.serve(f"/same-{i}.xml", rss([("g", "T", "S")]), etag=f'"v{i}"'), etag=f'"v{i}"')
+        for i in range(count)
+    )
+    # Load the batch, one UPDATE of every feed's state; the poll log: one INSERT, one prune.
+    with django_assert_num_queries(4):
+        outcomes = scrape_feeds([f.pk for f in feeds], concurrency=4)
+        record_fetches(outcomes)
+    assert sorted(o.feed_id for o in outcomes) == [f.pk for f in feeds]
+    assert {o.status for o in outcomes} == {"not_modified"}
+    assert Feed.objects.filter(pk__in=[f.pk for f in feeds], last_success_at__isnull=False).count() == count
+    assert FeedFetch.objects.filter(feed__in=feeds, status="not_modified").count() == count
 
 
 @pytest.mark.parametrize("count", SIZES)

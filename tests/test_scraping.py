@@ -129,7 +129,7 @@ def test_scrape_actor_queues_page_fetches_for_snippets_and_names_them(feed, brok
     assert set(pages) == {Article.PageStatus.QUEUED}
 
 
-def test_sweep_actor_queues_a_scrape_per_due_feed(feed, broker, django_capture_on_commit_callbacks):
+def test_sweep_actor_queues_the_due_feeds(feed, broker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         result = actors.scrape_due_feeds()
     assert result["feeds"] == [feed.pk] and len(result["follow_up_task_ids"]) == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+
+from django.db import connection
 
 from articles.models import FeedFetch
 from pipeline.feeds.scraping import ScrapeOutcome
@@ -11,20 +13,41 @@ from pipeline.feeds.scraping import ScrapeOutcome
 # latest is what an operator looks at when a feed misbehaves.
 KEEP_PER_FEED = 20
 
+# The polls of these feeds beyond each one's newest KEEP_PER_FEED, in the admin's order (FeedFetch.Meta).
+_PRUNE = """
+DELETE FROM {table} WHERE id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY feed_id ORDER BY started_at DESC, id DESC) AS newest
+        FROM {table} WHERE feed_id = ANY(%(feeds)s)
+    ) ranked WHERE newest > %(keep)s
+)
+"""
 
-def record_fetch(outcome: ScrapeOutcome, *, started_at: datetime, duration_seconds: float) -> None:
-    """Store one poll of an existing feed and drop that feed's polls beyond the newest KEEP_PER_FEED."""
-    if outcome.status == "skipped":
-        return  # nothing was fetched (the feed is gone or disabled)
-    FeedFetch.objects.create(
-        feed_id=outcome.feed_id,
-        started_at=started_at,
-        status=outcome.status,
-        bytes=outcome.bytes,
-        duration_ms=int(duration_seconds * 1000),
-        entries=outcome.entries,
-        new_articles=len(outcome.new_article_ids),
-        error=outcome.error[:2000],
+
+def record_fetches(outcomes: Sequence[ScrapeOutcome]) -> None:
+    """Store polls of existing feeds and drop those feeds' polls beyond the newest KEEP_PER_FEED.
+
+    Two statements for any number of polls (a batch of feeds is one message: see scraping.scrape_feeds).
+    """
+    polls = [(outcome, outcome.started_at) for outcome in outcomes if outcome.status != "skipped"]
+    if not polls:
+        return  # nothing was fetched (the feeds are gone or disabled)
+    FeedFetch.objects.bulk_create(
+        FeedFetch(
+            feed_id=outcome.feed_id,
+            started_at=started_at,
+            status=outcome.status,
+            bytes=outcome.bytes,
+            duration_ms=outcome.duration_ms,
+            entries=outcome.entries,
+            new_articles=len(outcome.new_article_ids),
+            error=outcome.error[:2000],
+        )
+        for outcome, started_at in polls
+        if started_at is not None  # every poll has one; a skipped feed was not polled
     )
-    older = FeedFetch.objects.filter(feed_id=outcome.feed_id).values_list("id", flat=True)[KEEP_PER_FEED:]
-    FeedFetch.objects.filter(id__in=list(older)).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PRUNE.format(table=connection.ops.quote_name(FeedFetch._meta.db_table)),
+            {"feeds": sorted({outcome.feed_id for outcome, _ in polls}), "keep": KEEP_PER_FEED},
+        )

@@ -1,10 +1,13 @@
-"""Scrape one feed: fetch over HTTP, parse, store new articles, record the outcome on the feed."""
+"""Scrape feeds, one or a batch: fetch over HTTP, parse, store new articles, record the outcome on each feed."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -12,7 +15,7 @@ from django.utils import timezone
 
 from articles.models import Feed
 from pipeline.feeds.budget import BudgetExceeded, WorkCrashed, run_with_budget
-from pipeline.feeds.fetching import FetchError, fetch_feed
+from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
 from pipeline.feeds.markup_limits import MarkupLimits
 from pipeline.feeds.parsing import ParsedFeed, ParseError, parse_feed
 from pipeline.feeds.storing import upsert_entries
@@ -28,20 +31,88 @@ class ScrapeOutcome:
     new_article_ids: list[int] = field(default_factory=list)
     error: str = ""
     bytes: int = 0  # of the response body (0 on 304 and on errors)
+    duration_ms: int = 0  # the poll, from the request to the feed's state written (or set, in a batch)
+    started_at: datetime | None = None  # for the poll log (not in the task's JSON result)
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        result = asdict(self)
+        del result["started_at"]
+        return result
 
 
 def scrape_feed(feed_id: int) -> ScrapeOutcome:
     """Poll one feed. Fetch and parse failures are recorded on the feed, never raised."""
     feed = Feed.objects.filter(pk=feed_id).first()
+    if feed is None or not feed.is_active:
+        return _skipped(feed_id, feed)
+    outcome = _record(feed, _poll(feed))
+    if outcome.status != "ok":  # "ok" saved the feed with its entries
+        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
+    return _timed(outcome)
+
+
+def scrape_feeds(feed_ids: Sequence[int], *, concurrency: int) -> list[ScrapeOutcome]:
+    """Poll a batch of feeds, `concurrency` at a time; outcomes in the order the polls finished.
+
+    What a batch saves over one message per feed is the bookkeeping of the common case, a feed that
+    has not changed (304) or failed: one SELECT for the batch and one UPDATE for all of those feeds,
+    not two statements and a task each. A feed that changed is stored as scrape_feed stores it
+    (its entries and state in one transaction), as soon as its poll is done.
+    """
+    feeds = Feed.objects.in_bulk(list(feed_ids))
+    outcomes = [_skipped(feed_id, feeds.get(feed_id)) for feed_id in feed_ids if not _pollable(feeds.get(feed_id))]
+    polled = [feeds[feed_id] for feed_id in dict.fromkeys(feed_ids) if _pollable(feeds.get(feed_id))]
+    if not polled:
+        return outcomes
+    unsaved: list[Feed] = []
+    # Threads only fetch and parse (the parse runs in a budgeted child process): every database
+    # statement stays on this thread and its connection.
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(polled))), thread_name_prefix="feed-poll") as pool:
+        started = {pool.submit(_poll, feed): feed for feed in polled}
+        for future in as_completed(started):
+            feed = started[future]
+            outcome = _record(feed, future.result())
+            if outcome.status != "ok":
+                unsaved.append(feed)
+            outcomes.append(outcome)
+    Feed.objects.bulk_update(unsaved, Feed.FETCH_STATE_FIELDS)
+    return [_timed(outcome) if outcome.status != "ok" else outcome for outcome in outcomes]
+
+
+@dataclass
+class _Polled:
+    """What one poll brought back, before anything is written: the response (its body dropped once
+    parsed) and the parsed feed, or why the poll failed."""
+
+    started_at: datetime
+    fetched: FetchResult | None = None
+    parsed: ParsedFeed | None = None
+    failure: str = ""
+    retry_after: float | None = None
+    permanent: bool = False
+    bytes: int = 0
+
+
+def _pollable(feed: Feed | None) -> bool:
+    return feed is not None and feed.is_active
+
+
+def _skipped(feed_id: int, feed: Feed | None) -> ScrapeOutcome:
     if feed is None:
         return ScrapeOutcome(feed_id, "skipped", error="feed no longer exists")
-    if not feed.is_active:
-        return ScrapeOutcome(feed_id, "skipped", error=f"feed is disabled: {feed.disabled_reason}")
+    return ScrapeOutcome(feed_id, "skipped", error=f"feed is disabled: {feed.disabled_reason}")
 
-    now = timezone.now()
+
+def _timed(outcome: ScrapeOutcome) -> ScrapeOutcome:
+    """The outcome with its duration up to now, when its feed's state is written."""
+    if outcome.started_at is not None:
+        outcome.duration_ms = max(0, int((timezone.now() - outcome.started_at).total_seconds() * 1000))
+    return outcome
+
+
+def _poll(feed: Feed) -> _Polled:
+    """Fetch and parse one feed without touching the database (so any thread may run it)."""
+    started_at = timezone.now()
     try:
         fetched = fetch_feed(
             feed.url,
@@ -53,30 +124,35 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
             max_bytes=settings.FEED_MAX_BYTES,
         )
     except FetchError as error:
-        feed.record_failure(error.reason, now=now, retry_after=error.retry_after, permanent=error.permanent)
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-        return ScrapeOutcome(feed_id, "error", error=error.reason)
+        return _Polled(started_at, failure=error.reason, retry_after=error.retry_after, permanent=error.permanent)
     except Exception as error:  # noqa: BLE001 - a fetcher bug hit by this server's answer: its failure, not a retry
         # fetch_feed turns every failure it knows into FetchError; anything else is still this feed's
         # failure (recorded, backed off), not a retried and then dead-lettered task.
         logger.exception("fetching feed %s raised", feed.url)
-        reason = f"fetch failed: {type(error).__name__}: {error}"
-        feed.record_failure(reason, now=now)
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-        return ScrapeOutcome(feed_id, "error", error=reason)
-
-    new_url = _movable_url(feed, fetched.permanent_url)
+        return _Polled(started_at, failure=f"fetch failed: {type(error).__name__}: {error}")
     if fetched.status == 304:
-        feed.record_success(now=now, etag=fetched.etag, last_modified=fetched.last_modified, new_url=new_url)
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-        return ScrapeOutcome(feed_id, "not_modified")
-
+        return _Polled(started_at, fetched=fetched)
     parsed = _parse_within_budget(fetched.content, base_url=fetched.url, content_type=fetched.content_type)
+    body = len(fetched.content)
+    fetched = replace(fetched, content=b"")  # a batch keeps its polls until stored: not their bodies
     if isinstance(parsed, str):
-        feed.record_failure(parsed, now=now)
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-        return ScrapeOutcome(feed_id, "error", error=parsed, bytes=len(fetched.content))
+        return _Polled(started_at, fetched=fetched, failure=parsed, bytes=body)
+    return _Polled(started_at, fetched=fetched, parsed=parsed, bytes=body)
 
+
+def _record(feed: Feed, polled: _Polled) -> ScrapeOutcome:
+    """Apply a poll to the feed. A changed feed is saved with its new entries in one transaction
+    (status "ok", timed); any other outcome only sets the feed's fields, for the caller to save."""
+    fetched, now = polled.fetched, polled.started_at
+    if polled.failure or fetched is None:
+        reason = polled.failure or "fetch failed"
+        feed.record_failure(reason, now=now, retry_after=polled.retry_after, permanent=polled.permanent)
+        return ScrapeOutcome(feed.pk, "error", error=reason, bytes=polled.bytes, started_at=now)
+    new_url = _movable_url(feed, fetched.permanent_url)
+    parsed = polled.parsed
+    if parsed is None:  # 304
+        feed.record_success(now=now, etag=fetched.etag, last_modified=fetched.last_modified, new_url=new_url)
+        return ScrapeOutcome(feed.pk, "not_modified", started_at=now)
     with transaction.atomic():
         new_ids = upsert_entries(feed, parsed.entries, now=now)
         feed.record_success(
@@ -91,9 +167,10 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
             # Entries were kept; the complaint stays visible without counting as a failure.
             feed.last_error = f"parsed with errors: {parsed.warning}"[:2000]
         feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-    return ScrapeOutcome(
-        feed_id, "ok", entries=len(parsed.entries), new_article_ids=new_ids, bytes=len(fetched.content)
+    outcome = ScrapeOutcome(
+        feed.pk, "ok", entries=len(parsed.entries), new_article_ids=new_ids, bytes=polled.bytes, started_at=now
     )
+    return _timed(outcome)
 
 
 def markup_limits() -> MarkupLimits:

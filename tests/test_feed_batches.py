@@ -1,0 +1,123 @@
+"""The due-feed sweep's unit of work: a batch of feeds polled at once over real HTTP from a local server,
+each outcome recorded on its own feed, the unchanged ones written together."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from articles.models import Article, Feed, FeedFetch
+from pipeline import actors
+from pipeline.feeds.fetch_log import KEEP_PER_FEED, record_fetches
+from pipeline.feeds.scraping import scrape_feeds
+from tests.conftest import rss
+
+pytestmark = pytest.mark.django_db
+
+
+def _mixed_batch(feed_server) -> dict[str, Feed]:  # type: ignore[no-untyped-def]
+    items = rss([("c-1", "Rates held", "The bank held rates."), ("c-2", "Derby drawn", "Two goals each.")])
+    feeds = {
+        "changed": Feed(url=feed_server.serve("/changed.xml", items), full_text=Feed.FullText.NEVER),
+        "unchanged": Feed(url=feed_server.serve("/same.xml", items, etag='"v1"'), etag='"v1"'),
+        "missing": Feed(url=feed_server.url("/nowhere.xml")),
+        "gone": Feed(url=feed_server.serve("/gone.xml", b"", status=410)),
+        "disabled": Feed(url=feed_server.serve("/off.xml", items), is_active=False, disabled_reason="by hand"),
+    }
+    Feed.objects.bulk_create(feeds.values())
+    return feeds
+
+
+def test_each_feed_of_a_batch_gets_its_own_outcome(feed_server):
+    feeds = _mixed_batch(feed_server)
+    deleted_id = max(f.pk for f in feeds.values()) + 1000
+    outcomes = {o.feed_id: o for o in scrape_feeds([f.pk for f in feeds.values()] + [deleted_id], concurrency=3)}
+
+    assert {name: outcomes[f.pk].status for name, f in feeds.items()} == {
+        "changed": "ok",
+        "unchanged": "not_modified",
+        "missing": "error",
+        "gone": "error",
+        "disabled": "skipped",
+    }
+    assert outcomes[deleted_id].status == "skipped" and "no longer exists" in outcomes[deleted_id].error
+    assert "404" in outcomes[feeds["missing"].pk].error
+    assert feed_server.hits.get("/off.xml") is None  # a disabled feed is not fetched
+
+    changed = outcomes[feeds["changed"].pk]
+    assert len(changed.new_article_ids) == 2 and changed.bytes > 0
+    assert set(Article.objects.filter(feed=feeds["changed"]).values_list("title", flat=True)) == {
+        "Rates held",
+        "Derby drawn",
+    }
+    state = {f.pk: f for f in Feed.objects.filter(pk__in=[f.pk for f in feeds.values()])}
+    soon = timezone.now() + timedelta(seconds=60)
+    for name in ("changed", "unchanged"):
+        assert state[feeds[name].pk].error_count == 0 and state[feeds[name].pk].last_success_at is not None
+        assert state[feeds[name].pk].next_fetch_at > soon
+    missing = state[feeds["missing"].pk]
+    assert missing.error_count == 1 and "404" in missing.last_error and missing.is_active
+    gone = state[feeds["gone"].pk]
+    assert not gone.is_active and gone.disabled_reason.startswith("gone")
+    assert state[feeds["disabled"].pk].last_fetched_at is None
+
+
+def test_the_poll_log_records_every_polled_feed_of_a_batch_and_keeps_each_feeds_newest(feed_server):
+    feeds = _mixed_batch(feed_server)
+    earlier = timezone.now() - timedelta(hours=1)
+    FeedFetch.objects.bulk_create(
+        FeedFetch(feed=feeds["unchanged"], started_at=earlier + timedelta(seconds=i), status="not_modified")
+        for i in range(KEEP_PER_FEED + 5)
+    )
+    outcomes = scrape_feeds([f.pk for f in feeds.values()], concurrency=2)
+    record_fetches(outcomes)
+
+    logged = {name: list(FeedFetch.objects.filter(feed=f)) for name, f in feeds.items()}
+    assert [len(logged[name]) for name in ("changed", "missing", "gone", "disabled")] == [1, 1, 1, 0]
+    assert logged["changed"][0].new_articles == 2 and logged["changed"][0].entries == 2
+    assert "404" in logged["missing"][0].error
+    # The unchanged feed keeps its newest KEEP_PER_FEED polls: this one and the latest older ones.
+    assert len(logged["unchanged"]) == KEEP_PER_FEED
+    assert logged["unchanged"][0].started_at > earlier + timedelta(minutes=5)
+    assert min(f.started_at for f in logged["unchanged"]) == earlier + timedelta(seconds=6)
+
+
+def test_a_batch_polls_the_same_feed_once(feed_server):
+    feeds = _mixed_batch(feed_server)
+    outcomes = scrape_feeds([feeds["changed"].pk, feeds["changed"].pk], concurrency=2)
+    assert [o.status for o in outcomes] == ["ok"] and feed_server.hits["/changed.xml"] == 1
+
+
+def test_the_batch_actor_chains_all_new_articles_to_processing_together(
+    feed_server, broker, django_capture_on_commit_callbacks
+):
+    first = Feed.objects.create(
+        url=feed_server.serve("/one.xml", rss([("o-1", "Budget vote passes", "Parliament approved it.")])),
+        full_text=Feed.FullText.NEVER,
+    )
+    second = Feed.objects.create(
+        url=feed_server.serve("/two.xml", rss([("t-1", "Striker signs", "The club signed him.")])),
+        full_text=Feed.FullText.NEVER,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_feeds([first.pk, second.pk])
+    assert sorted(o["status"] for o in result["outcomes"]) == ["ok", "ok"]
+    assert all("started_at" not in o for o in result["outcomes"])  # the result is JSON
+    # Both feeds' articles in one processing batch, whose task id the result names.
+    assert len(result["follow_up_task_ids"]) == 1
+    queued = broker.client.hvals(f"{broker.namespace}:processing.msgs")
+    assert len(queued) == 1 and result["follow_up_task_ids"][0] in queued[0].decode()
+    assert FeedFetch.objects.filter(feed__in=[first, second], status="ok").count() == 2
+
+
+def test_the_sweep_sends_due_feeds_in_batches(feed_server, broker, settings, django_capture_on_commit_callbacks):
+    settings.FEED_POLL_BATCH_SIZE = 2
+    due = timezone.now() - timedelta(minutes=1)
+    feeds = Feed.objects.bulk_create(Feed(url=feed_server.url(f"/f{i}.xml"), next_fetch_at=due) for i in range(5))
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_due_feeds()
+    assert result["feeds"] == [f.pk for f in feeds] and len(result["follow_up_task_ids"]) == 3
+    queued = [m.decode() for m in broker.client.hvals(f"{broker.namespace}:scraping.msgs")]
+    assert len(queued) == 3 and all("scrape_feeds" in m for m in queued)
