@@ -12,6 +12,7 @@ from articles.models import Article, Feed, FeedFetch
 from pipeline import actors
 from pipeline.feeds.fetch_log import KEEP_PER_FEED, record_fetches
 from pipeline.feeds.scraping import scrape_feeds
+from pipeline.feeds.storing import save_poll_states
 from tests.conftest import rss
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +122,24 @@ def test_the_sweep_sends_due_feeds_in_batches(feed_server, broker, settings, dja
     assert result["feeds"] == [f.pk for f in feeds] and len(result["follow_up_task_ids"]) == 3
     queued = [m.decode() for m in broker.client.hvals(f"{broker.namespace}:scraping.msgs")]
     assert len(queued) == 3 and all("scrape_feeds" in m for m in queued)
+
+
+def test_poll_states_are_written_together_and_leave_an_operators_fields_alone(db):
+    feeds = Feed.objects.bulk_create(Feed(url=f"https://example.invalid/{i}.xml") for i in range(3))
+    now = timezone.now()
+    feeds[0].record_success(now=now, etag='"e1"', last_modified="Wed, 02 Dec 2026 10:00:00 GMT", new_url=None)
+    feeds[1].record_failure("HTTP 503", now=now, retry_after=600)
+    feeds[2].record_failure("HTTP 410 Gone", now=now, permanent=True)
+    # Meanwhile an operator edits a feed in the admin: the poll's write must not undo it.
+    Feed.objects.filter(pk=feeds[1].pk).update(fetch_interval=3600, full_text=Feed.FullText.ALWAYS)
+
+    save_poll_states(feeds)
+
+    saved = {f.pk: f for f in Feed.objects.filter(pk__in=[f.pk for f in feeds])}
+    first, second, third = (saved[f.pk] for f in feeds)
+    assert (first.etag, first.last_modified, first.last_success_at) == ('"e1"', "Wed, 02 Dec 2026 10:00:00 GMT", now)
+    assert first.last_error_at is None and first.error_count == 0
+    assert (second.error_count, second.last_error, second.last_error_at) == (1, "HTTP 503", now)
+    assert second.next_fetch_at == feeds[1].next_fetch_at and second.last_success_at is None
+    assert second.fetch_interval == 3600 and second.full_text == Feed.FullText.ALWAYS
+    assert not third.is_active and third.disabled_reason.startswith("gone")

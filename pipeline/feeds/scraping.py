@@ -18,7 +18,7 @@ from pipeline.feeds.budget import BudgetExceeded, WorkCrashed, run_with_budget
 from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
 from pipeline.feeds.markup_limits import MarkupLimits
 from pipeline.feeds.parsing import ParsedFeed, ParseError, parse_feed
-from pipeline.feeds.storing import upsert_entries
+from pipeline.feeds.storing import save_poll_states, upsert_entries
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def scrape_feeds(feed_ids: Sequence[int], *, concurrency: int) -> list[ScrapeOut
             if outcome.status != "ok":
                 unsaved.append(feed)
             outcomes.append(outcome)
-    Feed.objects.bulk_update(unsaved, Feed.FETCH_STATE_FIELDS)
+    save_poll_states(unsaved)
     return [_timed(outcome) if outcome.status != "ok" else outcome for outcome in outcomes]
 
 

@@ -1,4 +1,5 @@
-"""Storing a feed's parsed entries as articles: one statement per batch, nothing stored twice."""
+"""Storing a feed's parsed entries as articles, and a batch's poll outcomes on its feeds: one statement per
+batch, nothing stored twice."""
 
 from __future__ import annotations
 
@@ -44,3 +45,43 @@ def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime 
             _INSERT_ENTRIES.format(table=Article._meta.db_table), [feed.pk, now, Article.Status.PENDING, *columns]
         )
         return sorted(row[0] for row in cursor.fetchall())
+
+
+# Feed.FETCH_STATE_FIELDS and their Postgres array types, in the order of the arrays below.
+_STATE_TYPES = {
+    "url": "text",
+    "title": "text",
+    "site_url": "text",
+    "etag": "text",
+    "last_modified": "text",
+    "next_fetch_at": "timestamptz",
+    "last_fetched_at": "timestamptz",
+    "last_success_at": "timestamptz",
+    "last_error": "text",
+    "last_error_at": "timestamptz",
+    "error_count": "integer",
+    "is_active": "boolean",
+    "disabled_reason": "text",
+}
+
+
+def save_poll_states(feeds: Sequence[Feed]) -> None:
+    """Write the poll state (Feed.FETCH_STATE_FIELDS) of many feeds in one UPDATE … FROM unnest.
+
+    Django's bulk_update builds a CASE per field and row: for a batch of 20 feeds it cost ~5× the CPU of
+    20 single saves. Like save(update_fields=…), it leaves every other field (an operator's edits) alone.
+    """
+    if not feeds:
+        return
+    assert list(_STATE_TYPES) == Feed.FETCH_STATE_FIELDS, "FETCH_STATE_FIELDS changed: update _STATE_TYPES"
+    names = ["id", *_STATE_TYPES]
+    types = ["bigint", *_STATE_TYPES.values()]
+    columns = [[feed.pk for feed in feeds]] + [[getattr(feed, name) for feed in feeds] for name in _STATE_TYPES]
+    sql = "UPDATE {table} AS f SET {assignments} FROM unnest({arrays}) AS s({names}) WHERE f.id = s.id".format(
+        table=Feed._meta.db_table,
+        assignments=", ".join(f"{name} = s.{name}" for name in _STATE_TYPES),
+        arrays=", ".join(f"%s::{kind}[]" for kind in types),
+        names=", ".join(names),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, columns)
