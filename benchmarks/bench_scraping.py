@@ -453,10 +453,11 @@ def run() -> dict:
     if reference:
         first, second = figures["first_pass_speedup_vs_reference"], figures["second_pass_speedup_vs_reference"]
         speedup_text = (
-            f"Feed batches (the sweep sends FEED_POLL_BATCH_SIZE=20 feeds a message, polled 8 at a time, the "
-            f"unchanged and failed ones written in one UPDATE and the poll log in one INSERT) against the reference "
-            f"worker in the same run (FEED_POLL_BATCH_SIZE=1, FEED_POLL_CONCURRENCY=1: one feed a message, as "
-            f"before), rounds alternating: first pass {first['median']}× as fast (per round {first['per_round']}), 304 pass "  # type: ignore[index]
+            f"Feed batches (the sweep sends FEED_POLL_BATCH_SIZE=20 feeds a message, fetched by the process's "
+            f"FEED_POLL_CONCURRENCY=16 poll threads, the unchanged and failed ones written in one UPDATE and the "
+            f"poll log in one INSERT) against the reference worker in the same run (FEED_POLL_BATCH_SIZE=1, "
+            f"FEED_POLL_CONCURRENCY=4: one feed a message, one fetch per worker thread, as before), rounds "
+            f"alternating: first pass {first['median']}× as fast (per round {first['per_round']}), 304 pass "  # type: ignore[index]
             f"{second['median']}× (per round {second['per_round']}). "  # type: ignore[index]
         )
     notes = (

@@ -7,4 +7,5 @@ from __future__ import annotations
 from newsrec.settings import *  # noqa: F403
 
 FEED_POLL_BATCH_SIZE = 1
-FEED_POLL_CONCURRENCY = 1
+# Each of the worker's 4 threads (-t 4) fetched its own feed.
+FEED_POLL_CONCURRENCY = 4

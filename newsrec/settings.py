@@ -306,10 +306,11 @@ FEED_TOTAL_TIMEOUT_SECONDS = env_int("FEED_TOTAL_TIMEOUT_SECONDS", 30)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 15 * 1024 * 1024)
 FEED_MAX_BACKOFF_SECONDS = env_int("FEED_MAX_BACKOFF_SECONDS", 24 * 3600)
 FEED_DISABLE_AFTER_FAILURES = env_int("FEED_DISABLE_AFTER_FAILURES", 10)
-# The due-feed sweep sends feeds in batches: a message polls FEED_POLL_BATCH_SIZE feeds,
-# FEED_POLL_CONCURRENCY at a time, and writes the state of those that did not change in one UPDATE.
+# The due-feed sweep sends feeds in batches: a message polls FEED_POLL_BATCH_SIZE feeds and writes the
+# state of those that did not change in one UPDATE. A worker process fetches FEED_POLL_CONCURRENCY feeds
+# at once, shared by its threads' batches.
 FEED_POLL_BATCH_SIZE = env_int("FEED_POLL_BATCH_SIZE", 20)
-FEED_POLL_CONCURRENCY = env_int("FEED_POLL_CONCURRENCY", 8)
+FEED_POLL_CONCURRENCY = env_int("FEED_POLL_CONCURRENCY", 16)
 if FEED_POLL_BATCH_SIZE < 1 or FEED_POLL_CONCURRENCY < 1:
     raise ImproperlyConfigured("FEED_POLL_BATCH_SIZE and FEED_POLL_CONCURRENCY must be at least 1")
 # Hosts (names or CIDRs, each optionally ":port") the fetcher may reach although they resolve to

@@ -96,8 +96,9 @@ def scrape_feed(feed_id: int, chain: bool = True) -> TaskResult:
 @dramatiq.actor(
     queue_name=SCRAPING,
     store_results=True,
-    # A batch polls FEED_POLL_CONCURRENCY feeds at once, each bounded by FEED_TOTAL_TIMEOUT_SECONDS for
-    # the fetch and FEED_PARSE_WALL_SECONDS for the parse: 20 feeds, 8 at a time, is 3 minutes at worst.
+    # A batch's polls share the process's FEED_POLL_CONCURRENCY poll threads, each bounded by
+    # FEED_TOTAL_TIMEOUT_SECONDS for the fetch and FEED_PARSE_WALL_SECONDS for the parse: 20 feeds of
+    # which none answers is one minute with 16 threads to itself, 4 minutes when it gets 4 of them.
     time_limit=10 * MINUTE,
     max_age=60 * MINUTE,
     throws=NOT_RETRYABLE,
@@ -105,7 +106,7 @@ def scrape_feed(feed_id: int, chain: bool = True) -> TaskResult:
 )
 def scrape_feeds(feed_ids: list[int], chain: bool = True) -> TaskResult:
     """Scrape a batch of due feeds (the sweep's unit of work); their new articles are chained as one."""
-    outcomes = scraping.scrape_feeds([int(i) for i in feed_ids], concurrency=settings.FEED_POLL_CONCURRENCY)
+    outcomes = scraping.scrape_feeds([int(i) for i in feed_ids])
     record_fetches(outcomes)
     new_ids = [article_id for outcome in outcomes for article_id in outcome.new_article_ids]
     follow_ups = _chain_new_articles(new_ids) if chain else []

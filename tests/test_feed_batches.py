@@ -34,7 +34,7 @@ def _mixed_batch(feed_server) -> dict[str, Feed]:  # type: ignore[no-untyped-def
 def test_each_feed_of_a_batch_gets_its_own_outcome(feed_server):
     feeds = _mixed_batch(feed_server)
     deleted_id = max(f.pk for f in feeds.values()) + 1000
-    outcomes = {o.feed_id: o for o in scrape_feeds([f.pk for f in feeds.values()] + [deleted_id], concurrency=3)}
+    outcomes = {o.feed_id: o for o in scrape_feeds([f.pk for f in feeds.values()] + [deleted_id])}
 
     assert {name: outcomes[f.pk].status for name, f in feeds.items()} == {
         "changed": "ok",
@@ -72,7 +72,7 @@ def test_the_poll_log_records_every_polled_feed_of_a_batch_and_keeps_each_feeds_
         FeedFetch(feed=feeds["unchanged"], started_at=earlier + timedelta(seconds=i), status="not_modified")
         for i in range(KEEP_PER_FEED + 5)
     )
-    outcomes = scrape_feeds([f.pk for f in feeds.values()], concurrency=2)
+    outcomes = scrape_feeds([f.pk for f in feeds.values()])
     record_fetches(outcomes)
 
     logged = {name: list(FeedFetch.objects.filter(feed=f)) for name, f in feeds.items()}
@@ -87,7 +87,7 @@ def test_the_poll_log_records_every_polled_feed_of_a_batch_and_keeps_each_feeds_
 
 def test_a_batch_polls_the_same_feed_once(feed_server):
     feeds = _mixed_batch(feed_server)
-    outcomes = scrape_feeds([feeds["changed"].pk, feeds["changed"].pk], concurrency=2)
+    outcomes = scrape_feeds([feeds["changed"].pk, feeds["changed"].pk])
     assert [o.status for o in outcomes] == ["ok"] and feed_server.hits["/changed.xml"] == 1
 
 

@@ -85,7 +85,7 @@ def test_a_batch_of_unchanged_feeds_costs_the_same_for_any_number(count, feed_se
     )
     # Load the batch, one UPDATE of every feed's state; the poll log: one INSERT, one prune.
     with django_assert_num_queries(4):
-        outcomes = scrape_feeds([f.pk for f in feeds], concurrency=4)
+        outcomes = scrape_feeds([f.pk for f in feeds])
         record_fetches(outcomes)
     assert sorted(o.feed_id for o in outcomes) == [f.pk for f in feeds]
     assert {o.status for o in outcomes} == {"not_modified"}

@@ -51,8 +51,8 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
     return _timed(outcome)
 
 
-def scrape_feeds(feed_ids: Sequence[int], *, concurrency: int) -> list[ScrapeOutcome]:
-    """Poll a batch of feeds, `concurrency` at a time; outcomes in the order the polls finished.
+def scrape_feeds(feed_ids: Sequence[int]) -> list[ScrapeOutcome]:
+    """Poll a batch of feeds on this process's poll threads; outcomes in the order the polls finished.
 
     What a batch saves over one message per feed is the bookkeeping of the common case, a feed that
     has not changed (304) or failed: one SELECT for the batch and one UPDATE for all of those feeds,
@@ -65,18 +65,28 @@ def scrape_feeds(feed_ids: Sequence[int], *, concurrency: int) -> list[ScrapeOut
     if not polled:
         return outcomes
     unsaved: list[Feed] = []
-    # Threads only fetch and parse (the parse runs in a budgeted child process): every database
-    # statement stays on this thread and its connection.
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(polled))), thread_name_prefix="feed-poll") as pool:
-        started = {pool.submit(_poll, feed): feed for feed in polled}
-        for future in as_completed(started):
-            feed = started[future]
-            outcome = _record(feed, future.result())
-            if outcome.status != "ok":
-                unsaved.append(feed)
-            outcomes.append(outcome)
+    # The poll threads only fetch and parse (the parse runs in a budgeted child process): every
+    # database statement stays on this thread and its connection.
+    started = {_poll_threads().submit(_poll, feed): feed for feed in polled}
+    for future in as_completed(started):
+        feed = started[future]
+        outcome = _record(feed, future.result())
+        if outcome.status != "ok":
+            unsaved.append(feed)
+        outcomes.append(outcome)
     save_poll_states(unsaved)
     return [_timed(outcome) if outcome.status != "ok" else outcome for outcome in outcomes]
+
+
+@functools.cache
+def _poll_threads() -> ThreadPoolExecutor:
+    """This process's FEED_POLL_CONCURRENCY poll threads, shared by its worker threads' batches.
+
+    One pool for the process, not one per batch: starting 8 threads for every batch cost more than the
+    304 polls themselves (each start waits for the new thread to get the GIL). It also bounds what a
+    process holds in flight (FEED_POLL_CONCURRENCY bodies of up to FEED_MAX_BYTES) however many worker
+    threads it runs. Created on first use, so inside the worker process, after any fork."""
+    return ThreadPoolExecutor(max_workers=settings.FEED_POLL_CONCURRENCY, thread_name_prefix="feed-poll")
 
 
 @dataclass
