@@ -372,3 +372,37 @@ def test_a_worker_whose_database_is_down_still_processes_its_messages(records_qu
         lambda: broker.client.llen(queue) == 0 and broker.client.hlen(queue + ".msgs") == 0,
         what="the worker to process and acknowledge every message",
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_messages_are_acknowledged_only_after_their_records_commit_without_holding_up_the_worker(records_queue, broker):
+    """With the records table locked, a worker of 2 threads still runs all 30 messages (its threads do
+    not wait for each commit) yet acknowledges none: their bodies stay in Redis. Once the lock goes the
+    records land, and only then the acknowledgements."""
+    import psycopg
+    from django.db import connection
+
+    queue = f"{broker.namespace}:{record_actors.QUEUE}"
+    trace = f"{broker.namespace}:test-trace"
+    broker.client.delete(trace)
+    for i in range(30):
+        record_actors.mark.send(trace, str(i))
+    flush_task_records()  # the "enqueued" rows, before the table is locked
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "localhost", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    ) as lock:
+        lock.execute(f"LOCK TABLE {TaskRecord._meta.db_table} IN EXCLUSIVE MODE")  # writes wait; reads do not
+        records_queue.append(start_worker(threads=2))
+        wait_until(lambda: broker.client.scard(trace) == 30, timeout=45, what="all 30 messages run while records wait")
+        time.sleep(1)  # time enough for an acknowledgement that did not wait to reach Redis
+        assert broker.client.hlen(queue + ".msgs") == 30, "a message was acknowledged before its record committed"
+        assert TaskRecord.objects.filter(actor_name="mark", status="succeeded").count() == 0
+        lock.rollback()
+    wait_until(
+        lambda: broker.client.hlen(queue + ".msgs") == 0 and broker.client.llen(queue) == 0,
+        what="every message acknowledged once its record is written",
+    )
+    assert TaskRecord.objects.filter(actor_name="mark", status="succeeded").count() == 30
+    broker.client.delete(trace)

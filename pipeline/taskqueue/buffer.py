@@ -2,7 +2,9 @@
 
 - In `dramatiq`/`rundramatiq` worker processes a background thread writes them (group commit). Final
   transitions are written at once, and a worker acknowledges a message to Redis only after its final
-  transition is in Postgres (the middleware's `before_ack`/`before_nack` wait for it). A worker that
+  transition is in Postgres: the broker's consumer hands the ack to `call_after_write`, which the
+  writer thread runs once the write is done, so the worker thread goes on to its next message instead
+  of waiting for the commit (a rejection still waits, in the middleware's `before_nack`). A worker that
   dies loses only updates of messages it had not acknowledged, which Redis hands to another worker:
   the re-run writes them again, so the record converges. "running" rows wait up to
   `TASK_RECORD_FLUSH_INTERVAL_MS` so that a short task's start and finish merge into one write.
@@ -23,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -34,7 +37,12 @@ from pipeline.taskqueue.upsert import write_rows
 
 logger = logging.getLogger(__name__)
 
+# What call_after_write runs with the items a write released: e.g. one consumer's acks, sent together.
+BatchRun = Callable[[list[Any]], None]
+
 WAIT_TIMEOUT_SECONDS = 10.0
+# How often the writer thread retries an ack that Redis refused (a failover, a lost connection).
+ACK_RETRY_SECONDS = 1.0
 
 
 class RecordBuffer:
@@ -57,6 +65,11 @@ class RecordBuffer:
         self._dropped = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Work (acks) owed per message id once its pending rows are written: (run, item) pairs, run as
+        # run([items…]) once per write so that many acks cost one Redis call; groups whose run raised
+        # (Redis unreachable) wait for the writer's next passes.
+        self._after_write: dict[str, list[tuple[BatchRun, Any]]] = {}
+        self._failed_callbacks: list[tuple[BatchRun, list[Any]]] = []
 
     @property
     def interval(self) -> float:
@@ -136,6 +149,46 @@ class RecordBuffer:
         if inline:
             self.flush()
 
+    def call_after_write(self, message_id: str, item: Any, run: BatchRun) -> None:
+        """Call run([item, …]) once this message's pending rows are in Postgres (or their write failed,
+        as wait_for returns then): on the writer thread, with the other items of the same `run` that
+        its write released, when it has the rows to write; else here and now."""
+        with self._lock:
+            if self._thread is not None and self._healthy and self._owes(message_id):
+                self._after_write.setdefault(message_id, []).append((run, item))
+                row = self._pending.get(message_id)
+                if row is not None:
+                    row.urgent = True
+                    self._work.notify()
+                return
+        self.wait_for(message_id)
+        run([item])
+
+    def _owes(self, message_id: str) -> bool:
+        return message_id in self._pending or message_id in self._writing
+
+    def _take_callbacks(self, written: Iterable[str], *, failed: bool) -> list[tuple[BatchRun, list[Any]]]:
+        """The work now due (under the lock), grouped by run: that of written messages with nothing left
+        to write, or, after a failed write, of every message in it (a failed write holds up nothing)."""
+        groups: dict[BatchRun, list[Any]] = {}
+        for message_id in written:
+            if message_id in self._after_write and (failed or not self._owes(message_id)):
+                for run, item in self._after_write.pop(message_id):
+                    groups.setdefault(run, []).append(item)
+        return list(groups.items())
+
+    def _run_callbacks(self, groups: list[tuple[BatchRun, list[Any]]]) -> None:
+        for run, items in groups:
+            try:
+                run(items)
+            except Exception:  # noqa: BLE001 - Redis away: retried on the writer's next passes
+                logger.warning("could not acknowledge %d messages after their records; will retry", len(items))
+                self._failed_callbacks.append((run, items))
+
+    def _retry_failed_callbacks(self) -> None:
+        failed, self._failed_callbacks = self._failed_callbacks, []
+        self._run_callbacks(failed)
+
     def flush(self) -> None:
         """Write everything pending now; in a worker process, wait for the writer thread to do it."""
         if self._thread is not None and threading.current_thread() is not self._thread:
@@ -171,6 +224,7 @@ class RecordBuffer:
         with self._lock:
             self._writing.difference_update(self._ids(batch))
             self._healthy = ok
+            callbacks = self._take_callbacks(self._ids(batch), failed=not ok)
             if not ok:
                 # Kept for the next flush: merged under any newer rows of the same messages.
                 self._failures += 1
@@ -181,6 +235,7 @@ class RecordBuffer:
                     if not newer and len(self._pending) == 1:
                         self._first_added = time.monotonic()
             self._done.notify_all()
+        self._run_callbacks(callbacks)
         return ok
 
     # --- the writer thread of worker processes ---
@@ -204,6 +259,15 @@ class RecordBuffer:
         with self._lock:
             self._thread = None
         self.flush()
+        # Acks still owed (a write that outlived the join, acks whose Redis calls failed): one last try;
+        # a message not acknowledged now is delivered again, and its record converges.
+        with self._lock:
+            callbacks = self._take_callbacks(list(self._after_write), failed=True)
+        self._run_callbacks(callbacks)
+        self._retry_failed_callbacks()
+        if self._failed_callbacks:
+            logger.warning("%d messages left unacknowledged at shutdown", len(self._failed_callbacks))
+            self._failed_callbacks = []
 
     def _take_due(self, now: float) -> tuple[list[Row], float | None]:
         """Rows to write now (final or waited for or old enough), and when the next one falls due."""
@@ -232,7 +296,14 @@ class RecordBuffer:
                             break
                         if self._stopping:
                             return
+                        if self._failed_callbacks:
+                            break
                         self._work.wait(next_due if next_due is not None else self.interval)
+                if self._failed_callbacks:
+                    time.sleep(ACK_RETRY_SECONDS)
+                    self._retry_failed_callbacks()
+                if not batch:
+                    continue
                 if self._write(batch):
                     backoff = 0.0
                 else:

@@ -87,9 +87,9 @@ class TaskRecordMiddleware(Middleware):
         attempt = getattr(message, "_newsrec_attempt", None) or message_attempt(message)
         BUFFER.add(Row(message, Status.SKIPPED, attempt, finished_at=_now(), error_message="skipped (age limit)"))
 
-    def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        # Redis forgets the message once acknowledged: its final record must be in Postgres first.
-        BUFFER.wait_for(message.message_id)
+    # No before_ack: the broker's consumer sends an ack only once the message's final record is in
+    # Postgres (pipeline.taskqueue.redis_connection, BUFFER.call_after_write), without holding up the
+    # worker thread. A rejection is rare and waits here.
 
     def before_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         BUFFER.wait_for(message.message_id)

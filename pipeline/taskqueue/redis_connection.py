@@ -27,6 +27,9 @@ from dramatiq.results.backends.redis import RedisBackend
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
 
+from pipeline.taskqueue import redis_keys
+from pipeline.taskqueue.buffer import BUFFER
+
 # The Sentinels answer "where is the master" from memory: a Sentinel that takes longer is down.
 SENTINEL_TIMEOUT_SECONDS = 1.0
 
@@ -92,10 +95,40 @@ def _failover_is_a_lost_connection(client: redis.Redis) -> Iterator[None]:
         raise ConnectionClosed(error) from None
 
 
+# Dramatiq's "ack" (dramatiq/brokers/redis/dispatch.lua) for many messages of one queue in one call:
+# a message leaves the worker's ack set, and its body goes once it was there (not re-delivered meanwhile).
+_ACK_MANY = """
+local acked = 0
+for _, message_id in ipairs(ARGV) do
+    if redis.call("srem", KEYS[1], message_id) > 0 then
+        redis.call("hdel", KEYS[2], message_id)
+        acked = acked + 1
+    end
+end
+return acked
+"""
+
+
 class _FailoverConsumer(_RedisConsumer):
     def ack(self, message: Any) -> None:
-        with _failover_is_a_lost_connection(self.broker.client):
-            super().ack(message)
+        # Redis forgets a message once acknowledged, so its final task record must be in Postgres first.
+        # In a worker process the record writer's thread sends the acks its write released, in one
+        # call, and the worker thread takes its next message meanwhile: waiting here for each commit
+        # held a worker's drain rate to (threads / commit latency), whatever the machine's speed.
+        # Done with here: the consumer may prefetch another in its place while the ack waits.
+        self.queued_message_ids.discard(message.message_id)
+        BUFFER.call_after_write(message.message_id, message.options["redis_message_id"], self._ack_many)
+
+    def _ack_many(self, redis_message_ids: list[str]) -> None:
+        client = self.broker.client
+        with _failover_is_a_lost_connection(client):
+            client.eval(
+                _ACK_MANY,
+                2,
+                redis_keys.worker_acks(self.broker.broker_id, self.queue_name),
+                redis_keys.queue_messages(self.queue_name),
+                *redis_message_ids,
+            )
 
     def nack(self, message: Any) -> None:
         with _failover_is_a_lost_connection(self.broker.client):

@@ -38,6 +38,11 @@ def queue_messages(queue_name: str) -> str:
     return f"{namespace()}:{queue_name}.msgs"
 
 
+def worker_acks(broker_id: str, queue: str) -> str:
+    """The set of the ids one worker process (its broker id) fetched from this queue and has not acknowledged."""
+    return f"{namespace()}:__acks__.{broker_id}.{queue}"
+
+
 def worker_acks_pattern(queue: str) -> str:
     """Every worker's set of the ids it fetched from exactly this queue and has not acknowledged."""
     return f"{namespace()}:__acks__.*.{queue}"

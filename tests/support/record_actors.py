@@ -38,3 +38,9 @@ def returns_unserialisable() -> object:
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 def returns_huge() -> str:
     return "x" * 1_000_000
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
+def mark(key: str, value: str) -> None:
+    """Leave a trace in Redis, outside the task records: a test sees the message ran whatever Postgres does."""
+    broker.client.sadd(key, value)  # type: ignore[attr-defined]
