@@ -15,9 +15,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+from benchmarks import scale
 from benchmarks.bench_search import read_bbc
 
-ROUNDS = 5
+ROUNDS = 3 if scale.QUICK else 5
 ITEMS = 200
 
 

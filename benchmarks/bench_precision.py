@@ -27,10 +27,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from benchmarks import scale
 from benchmarks.bench_processing import _pipeline_batch_seconds, _reset, _store_pending
 from benchmarks.bench_search import ROOT, read_bbc
 
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+QUICK = scale.QUICK
 ARTICLES = 64 if QUICK else 192
 QUALITY_TEXTS = 240 if QUICK else None  # None: all 1,490
 ROUNDS = 3
@@ -231,7 +232,7 @@ def run() -> dict:
         + "; ".join(s for s in shortfalls if s)
         + f" (the model alone: {raw_ratio:.2f}×; writing, stories and the index do not get faster)"
     )
-    command = "make bench BENCH=precision" + (" BENCH_QUICK=1" if QUICK else "")
+    command = scale.command("precision")
     notes = (
         f"Run {started}, `{command}`; native bf16 flags on this CPU: {', '.join(flags) or 'none'} "
         f"(auto → {figures['auto_resolves_to']}). Speed: {speed['articles']} BBC articles in batches of "
