@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def use_bench_database() -> None:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(info["dbname"])))
 
 
+def run_isolated(run: Callable[[], dict]) -> dict:
+    """A bench's `run()`, with every setting it assigns undone afterwards.
+
+    Benches point the vector index elsewhere, switch its kind and thresholds, or the embedding precision,
+    by assigning `settings.X`; in one `make bench` process that leaked into the benches after them
+    (index_scale's shared kind and EXACT_MAX of 5,000 made search measure an exact index, not HNSW).
+    Inside override_settings every assignment lands on a layer that is dropped at the end."""
+    from django.test import override_settings
+
+    with override_settings():
+        return run()
+
+
 def record(key: str, section: dict, machine: dict, *, quick: bool, root: Path = ROOT) -> Path:
     """Store one bench's section under `key`; returns the results file it went to.
 
@@ -143,7 +157,7 @@ def main(selected: list[str]) -> None:
     for name in names:
         print(f"== {name}", flush=True)
         started = time.monotonic()
-        section = importlib.import_module(f"benchmarks.bench_{name}").run()
+        section = run_isolated(importlib.import_module(f"benchmarks.bench_{name}").run)
         wall[name] = time.monotonic() - started
         section["wall_seconds"] = round(wall[name], 1)
         section["machine"] = f"{machine['cpu']}, {machine['cores']} cores"

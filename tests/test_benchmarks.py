@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from benchmarks import scale
-from benchmarks.__main__ import QUICK_NOTE, record, render_section, update_markdown
+from benchmarks.__main__ import QUICK_NOTE, record, render_section, run_isolated, update_markdown
 
 MACHINE = {"cpu": "test CPU", "cores": 2, "date": "2026-12-03 12:00 UTC"}
 PUBLISHED = {
@@ -60,6 +61,18 @@ def test_full_run_replaces_its_section_and_keeps_the_rest(published: Path) -> No
 
 def test_section_without_a_wall_time_renders_as_before() -> None:
     assert render_section(PUBLISHED).endswith("Machine: test CPU, 2 cores.\n")
+
+
+def test_a_bench_settings_do_not_leak_into_the_next() -> None:
+    kind, exact_max = settings.VECTOR_INDEX_KIND, settings.VECTOR_INDEX_EXACT_MAX
+
+    def bench() -> dict:
+        settings.VECTOR_INDEX_KIND = "shared"
+        settings.VECTOR_INDEX_EXACT_MAX = 5_000
+        return {"title": "index", "kind": settings.VECTOR_INDEX_KIND}
+
+    assert run_isolated(bench)["kind"] == "shared"
+    assert (settings.VECTOR_INDEX_KIND, settings.VECTOR_INDEX_EXACT_MAX) == (kind, exact_max)
 
 
 @pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("1", True)])
