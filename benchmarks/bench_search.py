@@ -65,8 +65,8 @@ SEED = 20261125
 CORPUS_SIZE = 25_000 if scale.QUICK else 100_000
 FEEDS = 20
 DAYS = 60
-REQUESTS = 60 if scale.QUICK else 300  # of each kind, interleaved
-RECALL_QUERIES = 200 if scale.QUICK else 500
+REQUESTS = 40 if scale.QUICK else 300  # of each kind, interleaved
+RECALL_QUERIES = 100 if scale.QUICK else 500
 FEED_PREFIX = "https://bench-search.invalid/feed-"
 
 # Short queries, as people type them.

@@ -29,9 +29,10 @@ from pathlib import Path
 from benchmarks import scale
 
 ROOT = Path(__file__).resolve().parent.parent
-# Quick: a tenth of the messages; the ratios hold, the drain times (under a second) are noisier.
+# Quick: a tenth of the messages and 2 rounds (a round is mostly 4 workers starting then); the drain
+# times, under a second, are noisier.
 N = int(os.environ.get("BENCH_TASKS_MESSAGES", "2000" if scale.QUICK else "20000"))
-ROUNDS = int(os.environ.get("BENCH_TASKS_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_TASKS_ROUNDS", "2" if scale.QUICK else "3"))
 CHUNK = 1000
 PROCESSES, THREADS = 2, 8
 DRAIN_TIMEOUT_SECONDS = 600
