@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser services stop-services run test test-fast lint bench chaos cluster clean
+.PHONY: install browser services stop-services run test test-fast lint bench bench-quick chaos cluster clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: services
 
 bench: services
 	$(PY) -m benchmarks $(BENCH)
+
+# `make bench --quick` of the issue: smaller sizes, figures to benchmarks/results-quick.json (benchmarks/scale.py).
+bench-quick: services
+	BENCH_QUICK=1 $(PY) -m benchmarks $(BENCH)
 
 # Faults injected into a private stack of its own (Postgres, Redis, supervisord); see scripts/chaos.py.
 chaos: install

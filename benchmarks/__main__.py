@@ -1,10 +1,16 @@
 """`make bench`: run every benchmarks/bench_*.py, print its figures, and record them.
 
 Each module has `run() -> dict` returning {"title": str, "figures": {name: number}, "table": [[...], ...],
-"notes": str}. Figures are written to benchmarks/results.json (one section per module), and each section
-that ran replaces its own section of BENCHMARKS.md (by title) with its table, notes and the machine's
-CPU; the others are left as they are. Only modules named on the command line run when any are:
-`python -m benchmarks tasks search`.
+"notes": str}, and optionally "key": the name of its results entry when it is not the module's (a run at
+other sizes than the published one, which must not replace it). Figures are written to
+benchmarks/results.json (one section per key), and each section that ran replaces its own section of
+BENCHMARKS.md (by title) with its table, notes, the machine's CPU and how long the bench took; the others
+are left as they are. Only modules named on the command line run when any are:
+`python -m benchmarks tasks search`. Each bench's wall time is printed as it ends, and all of them at the end.
+
+Sizes come from benchmarks/scale.py. A quick run (`BENCH_QUICK=1`, `make bench-quick`) measures smaller
+sizes than the published figures, so it writes benchmarks/results-quick.json and prints its tables, and
+never touches results.json or BENCHMARKS.md; its notes say that it was quick.
 """
 
 from __future__ import annotations
@@ -14,11 +20,19 @@ import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import scale
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+QUICK_NOTE = (
+    "Quick run (`BENCH_QUICK=1`): smaller sizes and fewer rounds than the published figures, "
+    "a check that the bench runs, not a result."
+)
 
 
 def cpu_name() -> str:
@@ -49,7 +63,8 @@ def render_section(section: dict) -> str:
     if section.get("notes"):
         lines += [section["notes"], ""]
     if section.get("machine"):
-        lines += [f"Machine: {section['machine']}.", ""]
+        took = f"; the bench took {section['wall_seconds']:.0f} s" if section.get("wall_seconds") else ""
+        lines += [f"Machine: {section['machine']}{took}.", ""]
     return "\n".join(lines)
 
 
@@ -85,6 +100,38 @@ def use_bench_database() -> None:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(info["dbname"])))
 
 
+def run_isolated(run: Callable[[], dict]) -> dict:
+    """A bench's `run()`, with every setting it assigns undone afterwards.
+
+    Benches point the vector index elsewhere, switch its kind and thresholds, or the embedding precision,
+    by assigning `settings.X`; in one `make bench` process that leaked into the benches after them
+    (index_scale's shared kind and EXACT_MAX of 5,000 made search measure an exact index, not HNSW).
+    Inside override_settings every assignment lands on a layer that is dropped at the end."""
+    from django.test import override_settings
+
+    with override_settings():
+        return run()
+
+
+def record(key: str, section: dict, machine: dict, *, quick: bool, root: Path = ROOT) -> Path:
+    """Store one bench's section under `key`; returns the results file it went to.
+
+    A full run updates benchmarks/results.json and the section's part of BENCHMARKS.md after each bench
+    (so a bench that fails later loses nothing); a quick run marks the section quick and writes only
+    benchmarks/results-quick.json, so the published figures stay as a full run left them."""
+    results_path = root / "benchmarks" / ("results-quick.json" if quick else "results.json")
+    if quick:
+        section = {**section, "quick": True, "notes": f"{QUICK_NOTE} {section.get('notes', '')}".strip()}
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"sections": {}}
+    results["machine"] = machine
+    results["sections"][key] = section
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    if not quick:
+        markdown = root / "BENCHMARKS.md"
+        markdown.write_text(update_markdown(markdown.read_text() if markdown.exists() else "", [section]))
+    return results_path
+
+
 def main(selected: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsrec.settings")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,26 +145,33 @@ def main(selected: list[str]) -> None:
     names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     if selected:
         names = [n for n in names if n in selected]
-    results_path = HERE / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {"sections": {}}
-    results["machine"] = {
+    machine = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    ran = []
+    mode = "quick (BENCH_QUICK=1)" if scale.QUICK else "full (BENCH_FULL=1)" if scale.FULL else "default"
+    print(f"sizes: {mode}", flush=True)
+    wall: dict[str, float] = {}
+    written: set[Path] = set()
     for name in names:
         print(f"== {name}", flush=True)
-        section = importlib.import_module(f"benchmarks.bench_{name}").run()
-        section["machine"] = f"{results['machine']['cpu']}, {results['machine']['cores']} cores"
+        started = time.monotonic()
+        section = run_isolated(importlib.import_module(f"benchmarks.bench_{name}").run)
+        wall[name] = time.monotonic() - started
+        section["wall_seconds"] = round(wall[name], 1)
+        section["machine"] = f"{machine['cpu']}, {machine['cores']} cores"
         for key, value in section.get("figures", {}).items():
             print(f"  {key}: {value}")
-        results["sections"][name] = section
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
-        ran.append(section)
-    markdown = ROOT / "BENCHMARKS.md"
-    markdown.write_text(update_markdown(markdown.read_text() if markdown.exists() else "", ran))
-    print(f"wrote {results_path.relative_to(ROOT)} and the sections of BENCHMARKS.md that ran")
+        written.add(record(section.pop("key", name), section, machine, quick=scale.QUICK))
+        print(render_section(section))
+        print(f"  {name} took {wall[name]:.1f} s", flush=True)
+    print("wall time per bench, s:")
+    for name, seconds in wall.items():
+        print(f"  {name:<16} {seconds:7.1f}")
+    print(f"  {'total':<16} {sum(wall.values()):7.1f}")
+    done = ", ".join(str(p.relative_to(ROOT)) for p in sorted(written))
+    print(f"wrote {done}" + ("" if scale.QUICK else " and the sections of BENCHMARKS.md that ran"))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from collections import Counter
 
 import numpy as np
 
+from benchmarks import scale
 from benchmarks.bbc_corpus import DESCRIPTIONS, bbc_halves, bbc_vectors, read_bbc
 
-ROUNDS = int(os.environ.get("BENCH_LABEL_RULE_ROUNDS", "20"))
+# Quick: 3 label draws per row, enough to see the rule run, too few for its error rates.
+ROUNDS = int(os.environ.get("BENCH_LABEL_RULE_ROUNDS", "3" if scale.QUICK else "20"))
 SHOTS = (4, 8, 16, 32)
 CONFUSED_SHARE = (0.0, 0.3)
 SEED = 20261203

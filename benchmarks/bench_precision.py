@@ -27,13 +27,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from benchmarks import scale
 from benchmarks.bench_processing import _pipeline_batch_seconds, _reset, _store_pending
 from benchmarks.bench_search import ROOT, read_bbc
 
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-ARTICLES = 64 if QUICK else 192
+QUICK = scale.QUICK
+ARTICLES = 32 if QUICK else 192  # quick: one batch
 QUALITY_TEXTS = 240 if QUICK else None  # None: all 1,490
-ROUNDS = 3
+ROUNDS = 2 if QUICK else 3
 PRECISIONS = ("fp32", "bf16")
 MIN_SPEEDUP, MIN_MEAN_COSINE, MAX_ACCURACY_LOSS_POINTS = 1.8, 0.999, 0.3
 
@@ -107,7 +108,7 @@ def _neighbours(queries: np.ndarray, corpus: np.ndarray, k: int = 10) -> np.ndar
 def _quality(texts: list[str], labels: list[str]) -> dict[str, float]:
     from pipeline.search.evaluation import read_descriptions
     from pipeline.understanding.classification import classify_zero_shot, embed_topics
-    from pipeline.understanding.embedding import embed_texts
+    from pipeline.understanding.embedding_cache import cached_embeddings
 
     descriptions = read_descriptions(ROOT / "docs" / "bbc-news-topic-descriptions.json")
     names = list(descriptions)
@@ -115,7 +116,8 @@ def _quality(texts: list[str], labels: list[str]) -> dict[str, float]:
     vectors, accuracy, precision_at_10 = {}, {}, {}
     for precision in PRECISIONS:
         _set_precision(precision)
-        vectors[precision] = embed_texts(texts, precision=precision)
+        # Cached per machine, keyed by the precision in force: the same texts need not be embedded each run.
+        vectors[precision] = cached_embeddings(texts)
         predicted, _ = classify_zero_shot(vectors[precision], embed_topics(list(descriptions.items())))
         accuracy[precision] = float((predicted == truth).mean())
         near = _neighbours(vectors[precision], vectors[precision])
@@ -231,7 +233,7 @@ def run() -> dict:
         + "; ".join(s for s in shortfalls if s)
         + f" (the model alone: {raw_ratio:.2f}×; writing, stories and the index do not get faster)"
     )
-    command = "make bench BENCH=precision" + (" BENCH_QUICK=1" if QUICK else "")
+    command = scale.command("precision")
     notes = (
         f"Run {started}, `{command}`; native bf16 flags on this CPU: {', '.join(flags) or 'none'} "
         f"(auto → {figures['auto_resolves_to']}). Speed: {speed['articles']} BBC articles in batches of "

@@ -26,9 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import scale
+
 ROOT = Path(__file__).resolve().parent.parent
-N = int(os.environ.get("BENCH_TASKS_MESSAGES", "20000"))
-ROUNDS = int(os.environ.get("BENCH_TASKS_ROUNDS", "3"))
+# Quick: a tenth of the messages and 2 rounds (a round is mostly 4 workers starting then); the drain
+# times, under a second, are noisier.
+N = int(os.environ.get("BENCH_TASKS_MESSAGES", "2000" if scale.QUICK else "20000"))
+ROUNDS = int(os.environ.get("BENCH_TASKS_ROUNDS", "2" if scale.QUICK else "3"))
 CHUNK = 1000
 PROCESSES, THREADS = 2, 8
 DRAIN_TIMEOUT_SECONDS = 600
@@ -199,7 +203,7 @@ def run() -> dict:
         "computed within each round (sends alternate between the set-ups in chunks of "
         f"{CHUNK:,}, so both see the same load). Real Redis and Postgres, real `dramatiq` worker processes. "
         f'Every record ended "succeeded": {records_ok}. The last record batch, written after the send loop, '
-        f"took a median {figures['records_final_flush_ms']} ms. Command: `make bench BENCH=tasks` "
+        f"took a median {figures['records_final_flush_ms']} ms. Command: `{scale.command('tasks')}` "
         "(or `.venv/bin/python -m benchmarks tasks`)."
     )
     return {

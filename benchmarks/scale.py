@@ -1,0 +1,35 @@
+"""How big a benchmark run is: read once from the environment here, for every bench module.
+
+- `BENCH_QUICK=1` (`make bench-quick`): every bench at smaller sizes and fewer rounds, to check in under
+  3 minutes that they all still run and roughly where their figures land. Its figures go to
+  benchmarks/results-quick.json and the terminal, never to BENCHMARKS.md or results.json (see __main__).
+- neither (`make bench`): the sizes whose figures BENCHMARKS.md publishes, except the two that take
+  tens of minutes each. Estimated from the published notes, about 40 minutes instead of 95, most of it
+  recommendations and recycling (~7 minutes each); each section now records how long its bench took.
+- `BENCH_FULL=1`: adds those two, index_scale's 1,000,000 articles and scraping's 10,000 feeds with
+  its before-the-fix reference worker (about 28 and 25 minutes). Their sections have titles and
+  results keys of their own, so a default run never replaces what a full run published.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{name} must be 1, 0 or unset, not {value!r}")
+    return value == "1"
+
+
+QUICK = _flag("BENCH_QUICK")
+FULL = _flag("BENCH_FULL")
+if QUICK and FULL:
+    raise ValueError("BENCH_QUICK=1 and BENCH_FULL=1 ask for opposite runs: set one")
+
+
+def command(bench: str) -> str:
+    """The command that reproduces this run of one bench, for its notes."""
+    prefix = "BENCH_QUICK=1 " if QUICK else "BENCH_FULL=1 " if FULL else ""
+    return f"{prefix}make bench BENCH={bench}"
