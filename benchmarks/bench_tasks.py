@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import scale
@@ -114,7 +115,7 @@ def _drain(mode: str, broker, bare_namespace: str) -> float:  # type: ignore[no-
             proc.wait()
 
 
-def _round(bare_namespace: str) -> dict[str, float]:
+def _round(bare_namespace: str, *, bare_first: bool) -> dict[str, float]:
     import dramatiq
     from django.conf import settings
     from django.db import connection
@@ -138,8 +139,13 @@ def _round(bare_namespace: str) -> dict[str, float]:
     flush = time.perf_counter() - start
     enqueued = TaskRecord.objects.filter(actor_name="noop").count()
 
-    bare_drain = _drain("bare", bare_broker, bare_namespace)
-    project_drain = _drain("project", project_broker, bare_namespace)
+    # The two drains take turns going first, round by round: neither always meets a warmer machine.
+    if bare_first:
+        bare_drain = _drain("bare", bare_broker, bare_namespace)
+        project_drain = _drain("project", project_broker, bare_namespace)
+    else:
+        project_drain = _drain("project", project_broker, bare_namespace)
+        bare_drain = _drain("bare", bare_broker, bare_namespace)
     succeeded = TaskRecord.objects.filter(actor_name="noop", status="succeeded").count()
     for broker in (bare_broker, project_broker):
         broker.flush_all()
@@ -161,11 +167,13 @@ def run() -> dict:
 
     os.environ.setdefault("NEWSREC_BENCH_TASKS_MODE", "project")
     bare_namespace = settings.DRAMATIQ_BROKER["OPTIONS"]["namespace"] + "-bare"
-    rounds = [_round(bare_namespace) for _ in range(ROUNDS)]
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rounds = [_round(bare_namespace, bare_first=i % 2 == 0) for i in range(ROUNDS)]
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
 
+    drains = [r["drain_ratio"] for r in rounds]
     records_ok = all(r["records_succeeded"] == N and r["records_after_enqueue"] == N for r in rounds)
     figures = {
         "messages": N,
@@ -195,13 +203,17 @@ def run() -> dict:
         [
             "(b) / (a)",
             f"{figures['enqueue_cost_ratio']:.2f}× (target ≤ 1.5×)",
-            f"{figures['drain_rate_ratio']:.0%} (target ≥ 50 %)",
+            f"{figures['drain_rate_ratio']:.0%} ({min(drains):.0%}–{max(drains):.0%}; target ≥ 70 %)",
         ],
     ]
     notes = (
-        f"{N:,} no-op messages per set-up and round, {ROUNDS} rounds, medians of per-round figures; ratios are "
+        f"Run {started}. {N:,} no-op messages per set-up and round, {ROUNDS} rounds, medians of per-round figures; ratios are "
         "computed within each round (sends alternate between the set-ups in chunks of "
-        f"{CHUNK:,}, so both see the same load). Real Redis and Postgres, real `dramatiq` worker processes. "
+        f"{CHUNK:,}, so both see the same load; the drains take turns going first), the range beside the "
+        "drain ratio. A worker acknowledges a message only once its final record is committed; the record "
+        "writer's thread sends those acks, so a worker thread does not wait for the commit (before, it did, "
+        "and the drain rate was bounded by threads / commit latency: 0.54 of bare Dramatiq, 0.53–0.57 over "
+        "3 rounds, on this machine on 2026-12-03 before the change). Real Redis and Postgres, real `dramatiq` worker processes. "
         f'Every record ended "succeeded": {records_ok}. The last record batch, written after the send loop, '
         f"took a median {figures['records_final_flush_ms']} ms. Command: `{scale.command('tasks')}` "
         "(or `.venv/bin/python -m benchmarks tasks`)."
