@@ -6,9 +6,9 @@
 - neither (`make bench`): the sizes whose figures BENCHMARKS.md publishes, except the two that take
   tens of minutes each. Estimated from the published notes, about 40 minutes instead of 95, most of it
   recommendations and recycling (~7 minutes each); each section now records how long its bench took.
-- `BENCH_FULL=1`: adds those two, index_scale's 1,000,000 articles and scraping's 10,000 feeds with
-  its before-the-fix reference worker (about 28 and 25 minutes). Their sections have titles and
-  results keys of their own, so a default run never replaces what a full run published.
+- `BENCH_FULL=1`: adds those two, index_scale's 1,000,000 articles and scraping's 10,000 feeds (about
+  28 and 3 minutes). Their sections have titles and results keys of their own, so a default run never
+  replaces what a full run published.
 """
 
 from __future__ import annotations
