@@ -27,18 +27,16 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from benchmarks import scale
+from benchmarks import local_stack, scale
 from benchmarks.feed_server import ITEMS_PER_FEED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,47 +152,14 @@ def snapshot(processes: dict[str, subprocess.Popen[bytes]]) -> list[dict]:
     return rows
 
 
-def _stop(process: subprocess.Popen[Any] | None) -> None:
-    """Stop a process we started, with its process group."""
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _reset(port: int) -> None:
     """Empty feeds, articles and task records; the demo topics; FEEDS due feeds on the feed server."""
-    from django.db import connection
-
     from articles.demo_feeds import demo_topics
-    from articles.models import Feed, Topic
+    from articles.models import Topic
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {Feed._meta.db_table}, pipeline_taskrecord RESTART IDENTITY CASCADE")
+    local_stack.replace_feeds(FEEDS, HOSTS, port)
     for topic in demo_topics():
         Topic.objects.get_or_create(name=topic["name"], defaults={"description": topic["description"]})
-    due = datetime.now(UTC) - timedelta(minutes=1)
-    Feed.objects.bulk_create(
-        [
-            Feed(
-                url=f"http://{HOSTS[i % len(HOSTS)]}:{port}/feeds/{i}.xml",
-                full_text=Feed.FullText.NEVER,
-                next_fetch_at=due,
-            )
-            for i in range(FEEDS)
-        ],
-        batch_size=2000,
-    )
 
 
 def _get(url: str) -> dict:
@@ -267,7 +232,7 @@ def measure(directory: Path) -> dict:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "newsrec.settings",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": local_stack.database_url(),
             "REDIS_URL": redis_server.url,
             "FEED_ALLOWED_PRIVATE_HOSTS": ",".join(f"{host}:{feed_port}" for host in HOSTS),
             "VECTOR_INDEX_PATH": str(directory / "vector-index" / "articles.npz"),
@@ -299,8 +264,8 @@ def measure(directory: Path) -> dict:
         }
     finally:
         for popen in processes.values():
-            _stop(popen)
-        _stop(feed_server)
+            local_stack.stop_group(popen)
+        local_stack.stop_group(feed_server)
         redis_server.stop()
         for log in logs:
             log.close()

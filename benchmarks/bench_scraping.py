@@ -43,7 +43,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks import scale, scrape_profile
+from benchmarks import local_stack, scale, scrape_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = scale.QUICK
@@ -71,13 +71,6 @@ def worker_command() -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _group_cpu_seconds(group: int) -> float:
     """CPU time (user + system) of the live processes of a process group: the worker with its parse
     children, or the feed server."""
@@ -90,17 +83,6 @@ def _group_cpu_seconds(group: int) -> float:
         if int(fields[2]) == group:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(process: subprocess.Popen | None) -> None:  # type: ignore[type-arg]
-    """Stop a process we started, with its process group (the worker's children, the parse pool)."""
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 class Bench:
@@ -139,7 +121,7 @@ class Bench:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": settings_module or os.environ.get("DJANGO_SETTINGS_MODULE", "newsrec.settings"),
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": local_stack.database_url(),
             "REDIS_URL": self.redis.url,
             "DRAMATIQ_NAMESPACE": self.namespace,
             "FEED_ALLOWED_PRIVATE_HOSTS": ",".join(f"{host}:{self.port}" for host in HOSTS),
@@ -160,13 +142,13 @@ class Bench:
         return wait_until(lambda: children_of(self.worker.pid), timeout=60, what="worker process")[0]
 
     def stop_worker(self) -> None:
-        _stop(self.worker)
+        local_stack.stop_group(self.worker)
         self.worker = None
 
     def stop(self, *, keep_files: bool) -> None:
         """Stop everything; the worker's log and the raw profiles stay in self.dir when `keep_files`."""
         self.stop_worker()
-        _stop(self.server)
+        local_stack.stop_group(self.server)
         self.redis.stop()
         self.log.close()
         if keep_files:
@@ -181,26 +163,9 @@ class Bench:
 
     def reset(self, feeds: int) -> None:
         """Empty feeds, articles, polls and task records and the queues; create `feeds` due feeds."""
-        from django.db import connection
-
-        from articles.models import Feed
-
-        with connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {Feed._meta.db_table}, pipeline_taskrecord RESTART IDENTITY CASCADE")
+        local_stack.replace_feeds(feeds, HOSTS, self.port)
         # The worker is idle here: its queues, the processing messages left over, results, all go.
         self.client.flushdb()
-        due = datetime.now(UTC) - timedelta(minutes=1)
-        Feed.objects.bulk_create(
-            [
-                Feed(
-                    url=f"http://{HOSTS[i % len(HOSTS)]}:{self.port}/feeds/{i}.xml",
-                    full_text=Feed.FullText.NEVER,
-                    next_fetch_at=due,
-                )
-                for i in range(feeds)
-            ],
-            batch_size=2000,
-        )
         self.server_stats(reset=True)
 
     def scrape_pass(self, feeds: int) -> dict[str, float]:

@@ -1,0 +1,54 @@
+"""What the benches that run the real programs against benchmarks/feed_server.py share: stopping a
+process group they started, the bench database's URL for those programs, and the due feeds they poll."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def stop_group(process: subprocess.Popen[Any] | None) -> None:
+    """Stop a process started with start_new_session=True, with its group (a worker's children, the
+    parse pool); SIGKILL after a minute."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database this (Django) process uses, for the programs it starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def replace_feeds(count: int, hosts: Sequence[str], port: int) -> None:
+    """Empty feeds (with their articles and polls) and task records; create `count` due feeds served by
+    the bench feed server on `hosts`, spread over them, none asking for article pages."""
+    from django.db import connection
+
+    from articles.models import Feed
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {Feed._meta.db_table}, pipeline_taskrecord RESTART IDENTITY CASCADE")
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    Feed.objects.bulk_create(
+        [
+            Feed(
+                url=f"http://{hosts[i % len(hosts)]}:{port}/feeds/{i}.xml",
+                full_text=Feed.FullText.NEVER,
+                next_fetch_at=due,
+            )
+            for i in range(count)
+        ],
+        batch_size=2000,
+    )
