@@ -42,26 +42,22 @@ class ScrapeOutcome:
 
 def scrape_feed(feed_id: int) -> ScrapeOutcome:
     """Poll one feed. Fetch and parse failures are recorded on the feed, never raised."""
-    feed = Feed.objects.filter(pk=feed_id).first()
-    if feed is None or not feed.is_active:
-        return _skipped(feed_id, feed)
-    outcome = _record(feed, _poll(feed))
-    if outcome.status != "ok":  # "ok" saved the feed with its entries
-        feed.save(update_fields=Feed.FETCH_STATE_FIELDS)
-    return _timed(outcome)
+    [outcome] = scrape_feeds([feed_id])
+    return outcome
 
 
 def scrape_feeds(feed_ids: Sequence[int]) -> list[ScrapeOutcome]:
-    """Poll a batch of feeds on this process's poll threads; outcomes in the order the polls finished.
+    """Poll feeds (one each) on this process's poll threads; outcomes in the order the polls finished.
 
     What a batch saves over one message per feed is the bookkeeping of the common case, a feed that
     has not changed (304) or failed: one SELECT for the batch and one UPDATE for all of those feeds,
     not two statements and a task each. A feed that changed is stored as scrape_feed stores it
     (its entries and state in one transaction), as soon as its poll is done.
     """
-    feeds = Feed.objects.in_bulk(list(feed_ids))
-    outcomes = [_skipped(feed_id, feeds.get(feed_id)) for feed_id in feed_ids if not _pollable(feeds.get(feed_id))]
-    polled = [feeds[feed_id] for feed_id in dict.fromkeys(feed_ids) if _pollable(feeds.get(feed_id))]
+    ids = list(dict.fromkeys(feed_ids))
+    feeds = Feed.objects.in_bulk(ids)
+    outcomes = [_skipped(feed_id, feeds.get(feed_id)) for feed_id in ids if not _pollable(feeds.get(feed_id))]
+    polled = [feeds[feed_id] for feed_id in ids if _pollable(feeds.get(feed_id))]
     if not polled:
         return outcomes
     unsaved: list[Feed] = []

@@ -47,24 +47,6 @@ def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime 
         return sorted(row[0] for row in cursor.fetchall())
 
 
-# Feed.FETCH_STATE_FIELDS and their Postgres array types, in the order of the arrays below.
-_STATE_TYPES = {
-    "url": "text",
-    "title": "text",
-    "site_url": "text",
-    "etag": "text",
-    "last_modified": "text",
-    "next_fetch_at": "timestamptz",
-    "last_fetched_at": "timestamptz",
-    "last_success_at": "timestamptz",
-    "last_error": "text",
-    "last_error_at": "timestamptz",
-    "error_count": "integer",
-    "is_active": "boolean",
-    "disabled_reason": "text",
-}
-
-
 def save_poll_states(feeds: Sequence[Feed]) -> None:
     """Write the poll state (Feed.FETCH_STATE_FIELDS) of many feeds in one UPDATE … FROM unnest.
 
@@ -73,13 +55,13 @@ def save_poll_states(feeds: Sequence[Feed]) -> None:
     """
     if not feeds:
         return
-    assert list(_STATE_TYPES) == Feed.FETCH_STATE_FIELDS, "FETCH_STATE_FIELDS changed: update _STATE_TYPES"
-    names = ["id", *_STATE_TYPES]
-    types = ["bigint", *_STATE_TYPES.values()]
-    columns = [[feed.pk for feed in feeds]] + [[getattr(feed, name) for feed in feeds] for name in _STATE_TYPES]
+    names = ["id", *Feed.FETCH_STATE_FIELDS]
+    # Each array typed as its column, from the model: a field added to FETCH_STATE_FIELDS needs nothing here.
+    types = [Feed._meta.get_field(name).db_type(connection) for name in names]
+    columns = [[getattr(feed, name) for feed in feeds] for name in names]
     sql = "UPDATE {table} AS f SET {assignments} FROM unnest({arrays}) AS s({names}) WHERE f.id = s.id".format(
         table=Feed._meta.db_table,
-        assignments=", ".join(f"{name} = s.{name}" for name in _STATE_TYPES),
+        assignments=", ".join(f"{name} = s.{name}" for name in Feed.FETCH_STATE_FIELDS),
         arrays=", ".join(f"%s::{kind}[]" for kind in types),
         names=", ".join(names),
     )
