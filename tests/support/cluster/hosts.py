@@ -102,15 +102,19 @@ class Host:
         listed = network.ip("netns", "pids", self.namespace, check=False).stdout.split()
         return {int(pid) for pid in listed}
 
-    def kill_everything(self) -> set[int]:
-        """SIGKILL every process of the host at once (the machine lost power); returns their pids."""
+    def signal_everything(self, signum: int) -> set[int]:
+        """Send `signum` to every process of the host; returns their pids."""
         pids = self.pids()
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
         return pids
+
+    def kill_everything(self) -> set[int]:
+        """SIGKILL every process of the host at once (the machine lost power); returns their pids."""
+        return self.signal_everything(signal.SIGKILL)
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):

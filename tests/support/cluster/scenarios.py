@@ -4,6 +4,7 @@ waits for the batch to settle and counts (counting.py), like `make chaos` (scrip
 
 from __future__ import annotations
 
+import signal
 import statistics
 import time
 from collections import Counter
@@ -79,6 +80,25 @@ def wait_mid_batch(cluster: Cluster, host: str) -> set[str]:
             f"{host} never held a message after finishing one; starts per pid {dict(per_pid)},"
             f" {host}'s pids {sorted(cluster.hosts[host].pids())}, workers {sorted(cluster.live_workers())}"
         ) from None
+
+
+def freeze_mid_batch(cluster: Cluster, host: str, attempts: int = 5) -> set[str]:
+    """Stop (SIGSTOP) every process of `host` while it holds a message; returns what it holds then.
+
+    What a running worker holds cannot be read and kept: a message it finishes and acknowledges between
+    the read and the fault is no longer held, and nothing would redeliver it. Frozen, it finishes nothing;
+    the delivery log is read once what was already in its sockets has arrived."""
+    processes = cluster.hosts[host]
+    for _ in range(attempts):
+        wait_mid_batch(cluster, host)
+        pids = processes.signal_everything(signal.SIGSTOP)
+        time.sleep(0.5)
+        deliveries = cluster.stack.deliveries()
+        held = set().union(*(in_hand(deliveries, pid) for pid in pids))
+        if held:
+            return held
+        processes.signal_everything(signal.SIGCONT)  # it finished between the two reads: try again
+    raise TimeoutError(f"{host} never held a message when frozen ({attempts} attempts)")
 
 
 # --- the scenarios ---
@@ -228,9 +248,10 @@ def host_lost(cluster: Cluster) -> Outcome:
     feeds, items = 4, 30
     add_batch(cluster, 2, feeds, items)
     host = cluster.hosts["worker-1"]
-    held = wait_mid_batch(cluster, "worker-1")
+    held = freeze_mid_batch(cluster, "worker-1")
     # A lost machine says nothing: its link goes first, so not even the FIN of its dying sockets gets
     # out, and its Postgres sessions (with any lock they hold) stay open until keepalives find them dead.
+    # Frozen first, so what it held when it stopped is exactly what worker-2 must get again.
     cluster.network.link("worker-1", up=False)
     killed_pids = host.kill_everything()
     killed = time.time()
