@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from benchmarks import scale
-from benchmarks.bench_search import read_bbc
+from benchmarks.bbc_corpus import read_bbc
 
 # Quick: one round (no spread); the two slow hostile documents take ~6 s a round here.
 ROUNDS = 1 if scale.QUICK else 5

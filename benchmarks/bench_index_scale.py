@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import scale
+from benchmarks.bbc_corpus import read_bbc
 from benchmarks.bench_search import (
     FEED_PREFIX,
     QUERIES,
     ROOT,
     _copy_articles,
     _free_port,
-    read_bbc,
     read_demo,
     synthesize,
 )

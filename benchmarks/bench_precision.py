@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from benchmarks import scale
+from benchmarks.bbc_corpus import ROOT, read_bbc
 from benchmarks.bench_processing import _pipeline_batch_seconds, _reset, _store_pending
-from benchmarks.bench_search import ROOT, read_bbc
 
 QUICK = scale.QUICK
 ARTICLES = 32 if QUICK else 192  # quick: one batch

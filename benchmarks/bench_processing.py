@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from benchmarks import scale
-from benchmarks.bench_search import ROOT, read_bbc
+from benchmarks.bbc_corpus import ROOT, read_bbc
 
 # Quick: 1 batch instead of 10, 2 rounds (its time is still its best of the rounds).
 ARTICLES = 32 if scale.QUICK else 320

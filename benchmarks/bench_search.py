@@ -10,7 +10,6 @@ by the real code (`rebuild_index`), and a real gunicorn serves the API on a free
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -25,23 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import bbc_corpus, scale
+from benchmarks import scale
+from benchmarks.bbc_corpus import read_bbc
 from benchmarks.embedding_cache import cached_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
-# From a worktree the shared datasets are two levels up: bbc_corpus finds them from either.
-BBC_CSV = bbc_corpus.BBC_CSV
 CACHE_DIR = ROOT / "var" / "bench-cache"
-
-
-def read_bbc() -> tuple[list[str], list[str]]:
-    """(texts, categories) of the BBC set, as the ingestion path would embed them."""
-    from pipeline.understanding.embedding import article_text
-
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(BBC_CSV, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [article_text(None, None, row["Text"]) for row in rows], [row["Category"] for row in rows]
 
 
 def read_demo() -> tuple[list[str], list[str]]:

@@ -85,3 +85,22 @@ def test_size_flag_refuses_garbage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_QUICK", "yes")
     with pytest.raises(ValueError, match="BENCH_QUICK"):
         scale._flag("BENCH_QUICK")
+
+
+@pytest.mark.parametrize(
+    "quick, full, named, expected",
+    [
+        (False, False, False, False),  # a default run leaves the long one out...
+        (False, False, True, True),  # ...unless it is named
+        (True, False, False, True),  # a quick run runs it at its quick size
+        (False, True, False, True),  # a full run runs everything
+    ],
+)
+def test_long_benches_only_in_full_quick_or_named_runs(
+    monkeypatch: pytest.MonkeyPatch, quick: bool, full: bool, named: bool, expected: bool
+) -> None:
+    monkeypatch.setattr(scale, "QUICK", quick)
+    monkeypatch.setattr(scale, "FULL", full)
+    assert "memory" in scale.FULL_ONLY
+    assert scale.runs("memory", named=named) is expected
+    assert scale.runs("tasks", named=False) is True
