@@ -485,6 +485,7 @@ def test_fetches_share_one_tls_context(origin: str, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
     address_guard.shared_tls_context.cache_clear()
+    address_guard._transport_for.cache_clear()  # pooled transports hold the context they were built with
 
     fetch(f"{origin}/feed.xml")
     fetch(f"{origin}/feed.xml")

@@ -10,11 +10,19 @@ Wall-clock deadline: httpx timeouts apply to each socket operation, so a server 
 a second never trips them. `DeadlineStream` shrinks every read/write/handshake timeout to what is
 left of the fetch's total budget, which also covers slow headers and slow TLS.
 
+Connections are pooled per process and policy (`pooled_transport`): a feed reader polls many feeds on
+few hosts, and a new connection per poll cost a TCP (and for https a TLS) handshake every time. A
+pooled connection was vetted when it was opened, under the same policy; what it carries over from one
+fetch to the next is only the socket. The deadline is the fetch's, not the connection's: every socket
+operation reads it from `fetch_context`, which the fetch on this thread entered.
+
 Tests fake DNS through the `_getaddrinfo` hook, never the system resolver.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import ipaddress
 import re
@@ -22,7 +30,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -170,6 +179,45 @@ def _resolve(host: str, port: int, timeout: float) -> list[IPAddress]:
     return addresses
 
 
+# Idle pooled connections are dropped after this long: below the shortest idle timeout common servers
+# use (Apache's 5 s, gunicorn's 2 s), so a connection is rarely taken just as its server closes it. A
+# batch polls its feeds within seconds, and that is where connections get reused.
+KEEPALIVE_SECONDS = 1.5
+# Idle connections a process keeps at most (all hosts together).
+MAX_IDLE_CONNECTIONS = 32
+
+
+@dataclass
+class FetchContext:
+    deadline: float
+    connections_opened: int = 0
+
+
+_current: contextvars.ContextVar[FetchContext] = contextvars.ContextVar("fetch")
+
+
+@contextlib.contextmanager
+def fetch_context(deadline: float) -> Iterator[FetchContext]:
+    """The fetch this thread runs: its wall-clock deadline, and how many connections it opened (so the
+    fetcher can tell a pooled connection's failure from a fresh one's)."""
+    token = _current.set(fetch := FetchContext(deadline))
+    try:
+        yield fetch
+    finally:
+        _current.reset(token)
+
+
+def _fetch() -> FetchContext:
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("a guarded connection was used outside fetch_context()") from None
+
+
+def _deadline() -> float:
+    return _fetch().deadline
+
+
 class GuardedBackend(httpcore.NetworkBackend):
     """Resolves once, vets every address, then connects only to the vetted addresses.
 
@@ -177,9 +225,8 @@ class GuardedBackend(httpcore.NetworkBackend):
     socket layer, which would resolve it again) closes the DNS-rebinding gap.
     """
 
-    def __init__(self, policy: AddressPolicy, deadline: float) -> None:
+    def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
-        self._deadline = deadline
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -190,7 +237,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = _resolve(host, port, _budget(self._deadline, timeout, httpcore.ConnectTimeout))
+        _fetch().connections_opened += 1
+        addresses = _resolve(host, port, _budget(_deadline(), timeout, httpcore.ConnectTimeout))
         self._policy.check(host, addresses, port)
         failure: Exception | None = None
         for ip in addresses:
@@ -198,7 +246,7 @@ class GuardedBackend(httpcore.NetworkBackend):
                 stream = self._inner.connect_tcp(
                     str(ip),
                     port,
-                    timeout=_budget(self._deadline, timeout, httpcore.ConnectTimeout),
+                    timeout=_budget(_deadline(), timeout, httpcore.ConnectTimeout),
                     local_address=local_address,
                     socket_options=socket_options,
                 )
@@ -208,7 +256,7 @@ class GuardedBackend(httpcore.NetworkBackend):
             except httpcore.ConnectError as exc:
                 failure = exc  # e.g. ::1 refused while 127.0.0.1 listens: try the next address
                 continue
-            return DeadlineStream(stream, self._deadline, host)
+            return DeadlineStream(stream, host)
         if isinstance(failure, httpcore.ConnectTimeout):
             raise failure
         raise httpcore.ConnectError(f"cannot connect to {host}:{port}: {_os_reason(failure)}")
@@ -223,18 +271,18 @@ class GuardedBackend(httpcore.NetworkBackend):
 
 
 class DeadlineStream(httpcore.NetworkStream):
-    """Caps every socket operation at the time left before the fetch's wall-clock deadline."""
+    """Caps every socket operation at the time left before the wall-clock deadline of the fetch using
+    the connection now (a pooled connection serves several fetches, one at a time)."""
 
-    def __init__(self, inner: httpcore.NetworkStream, deadline: float, host: str) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, host: str) -> None:
         self._inner = inner
-        self._deadline = deadline
         self._host = host
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _budget(self._deadline, timeout, httpcore.ReadTimeout))
+        return self._inner.read(max_bytes, _budget(_deadline(), timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _budget(self._deadline, timeout, httpcore.WriteTimeout))
+        self._inner.write(buffer, _budget(_deadline(), timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -244,13 +292,13 @@ class DeadlineStream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         try:
             tls = self._inner.start_tls(
-                ssl_context, server_hostname, _budget(self._deadline, timeout, httpcore.ConnectTimeout)
+                ssl_context, server_hostname, _budget(_deadline(), timeout, httpcore.ConnectTimeout)
             )
         except httpcore.ConnectError as exc:
             raise httpcore.ConnectError(
                 f"TLS handshake with {server_hostname or self._host} failed: {_tls_reason(exc)}"
             ) from exc
-        return DeadlineStream(tls, self._deadline, self._host)
+        return DeadlineStream(tls, self._host)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -273,7 +321,30 @@ class GuardedTransport(httpx.HTTPTransport):
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx.HTTPTransport offers no parameter for a network backend, so swap in a
         # pool built with ours; handle_request only uses self._pool (stable in httpx 0.2x).
-        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            network_backend=backend,
+            # No cap on connections in use: a fetch must never wait for another host's slow one.
+            max_connections=None,
+            max_keepalive_connections=MAX_IDLE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _transport_for(allowed_private_hosts: tuple[str, ...]) -> GuardedTransport:
+    return GuardedTransport(GuardedBackend(AddressPolicy(allowed_private_hosts)))
+
+
+def pooled_transport(allowed_private_hosts: Collection[str]) -> GuardedTransport:
+    """This process's transport for `allowed_private_hosts`: one connection pool per policy, shared by
+    every thread's fetches (httpcore's pool is thread-safe). Never closed: it lives as long as the process.
+
+    Per policy, so a connection opened under a wider allow-list is never handed to a fetch with a
+    narrower one. Created on first use, so after any fork. httpcore lets idle connections go when the
+    pool is next used, so a process that stops fetching keeps at most MAX_IDLE_CONNECTIONS sockets."""
+    hosts = (allowed_private_hosts,) if isinstance(allowed_private_hosts, str) else tuple(allowed_private_hosts)
+    return _transport_for(hosts)
 
 
 def _budget(deadline: float, timeout: float | None, timeout_error: type[Exception]) -> float:

@@ -4,7 +4,8 @@ Plain functions, no Django: the actor passes settings values in as arguments.
 
 Safety properties, and where each one lives:
 
-* SSRF guard and wall-clock deadline on every connection and every hop: address_guard.py.
+* SSRF guard and wall-clock deadline on every connection and every hop, and the pool of connections
+  fetches share: address_guard.py.
 * Size cap, gzip bombs included, and the body's deadline: bounded_body.py.
 * Redirects followed by hand (limited, http/https only, loops named), conditional GETs, and every
   failure as one FetchError with a reason an operator can read: here.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from pipeline.feeds.address_guard import AddressPolicy, GuardedBackend, GuardedTransport, GuardError
+from pipeline.feeds.address_guard import FetchContext, GuardError, fetch_context, pooled_transport
 from pipeline.feeds.bounded_body import BodyError, read_body, shorten
 from pipeline.feeds.headers import content_type, retry_after_seconds, validator
 
@@ -31,6 +32,8 @@ DEFAULT_USER_AGENT = "newsrec/1.0 (+feed fetcher)"
 _PERMANENT_REDIRECTS = frozenset({301, 308})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
+# A redirect page up to this size is read to its end so its connection can be reused.
+_SMALL_BODY = 16 * 1024
 _ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
@@ -106,9 +109,10 @@ def fetch_feed(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
 
-    backend = GuardedBackend(AddressPolicy(allowed_private_hosts), deadline)
+    # A client of this fetch's own (its cookies live as long as the fetch, across its redirects) on the
+    # process's shared connection pool. Never closed: closing a client closes its transport, the pool.
     client = httpx.Client(
-        transport=GuardedTransport(backend),
+        transport=pooled_transport(allowed_private_hosts),
         # Reads may take the whole budget; DeadlineStream trims each one to what is left.
         timeout=httpx.Timeout(total_timeout, connect=connect_timeout),
         follow_redirects=False,
@@ -121,10 +125,10 @@ def fetch_feed(
     seen = {str(current)}
     looped = False
     redirects = 0
-    with client:
+    with fetch_context(deadline) as fetch:
         while True:
             target: httpx.URL | None = None
-            with errors.around(current), client.stream("GET", current) as response:
+            with errors.around(current), _get(client, current, fetch) as response:
                 status = response.status_code
                 if status in _REDIRECTS:
                     target = _redirect_target(current, response)
@@ -169,6 +173,45 @@ def fetch_feed(
             seen.add(str(target))
             redirects += 1
             current = target
+
+
+@contextlib.contextmanager
+def _get(client: httpx.Client, url: httpx.URL, fetch: FetchContext) -> Iterator[httpx.Response]:
+    """GET `url`, streamed; sent again once when a pooled connection turns out to be closed.
+
+    A server may close an idle keep-alive connection just as a request goes out on it; the request then
+    fails before any answer ("Server disconnected without sending a response", a reset). That is the
+    pool's failure, not the server's answer, so the GET goes once more, on a connection opened for it.
+    A failure on a connection this fetch opened is the answer, and is not retried."""
+    request = client.build_request("GET", url)
+    opened = fetch.connections_opened
+    try:
+        response = client.send(request, stream=True)
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        if fetch.connections_opened != opened:
+            raise
+        response = client.send(request, stream=True)
+    try:
+        yield response
+    finally:
+        _finish_small_body(response)
+        response.close()
+
+
+def _finish_small_body(response: httpx.Response) -> None:
+    """Read the end of a body nobody reads (a 304's, a short redirect page's), so that its connection
+    goes back to the pool: one closed with a response half read is dropped. Any other unread body (an
+    error page of any size) goes with its connection rather than cost the fetch time."""
+    if response.is_stream_consumed:
+        return
+    length = response.headers.get("content-length", "")
+    small = response.status_code == 304 or (
+        response.status_code in _REDIRECTS and length.isdigit() and int(length) <= _SMALL_BODY
+    )
+    if small:
+        with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+            for _ in response.iter_raw():
+                pass
 
 
 def _sendable(validator: str | None) -> str | None:

@@ -1,0 +1,153 @@
+"""Fetches share keep-alive connections (pipeline.feeds.address_guard.pooled_transport), against a real
+HTTP/1.1 server this module starts on 127.0.0.1: one connection for many polls of a host, each fetch
+with its own deadline, a stale pooled connection replaced, and no connection crossing allow-lists."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from pipeline.feeds.address_guard import KEEPALIVE_SECONDS
+from pipeline.feeds.fetching import FetchError, fetch_feed
+
+LOCAL = ("127.0.0.1",)
+BODY = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+ETAG = '"v1"'
+
+
+@dataclass
+class Seen:
+    connections: int = 0
+    requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Server:
+    url: str
+    seen: Seen
+    # What the handler does: "answer"; "drop-reused" (answer a connection's first request, close on the
+    # next without answering, as a server whose idle timeout fires); "drop-all"; "slow-second" (the
+    # second request on a connection waits 3 s).
+    mode: list[str]
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    seen = Seen()
+    mode = ["answer"]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real feed servers speak
+
+        def setup(self) -> None:
+            super().setup()
+            self.served = 0
+            with seen.lock:
+                seen.connections += 1
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            with seen.lock:
+                seen.requests += 1
+            self.served += 1
+            if mode[0] == "drop-all" or (mode[0] == "drop-reused" and self.served > 1):
+                self.close_connection = True
+                return
+            if mode[0] == "slow-second" and self.served > 1:
+                time.sleep(3)
+            if self.path == "/moved":
+                page = b"<p>Moved to <a href='/feed.xml'>the feed</a></p>"
+                self.send_response(301)
+                self.send_header("Location", "/feed.xml")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            if self.headers.get("If-None-Match") == ETAG:
+                self.send_response(304)
+                self.send_header("ETag", ETAG)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("ETag", ETAG)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml", seen, mode)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_polls_of_one_host_share_one_connection(server: Server) -> None:
+    first = fetch_feed(server.url, allowed_private_hosts=LOCAL)
+    again = [fetch_feed(server.url, etag=first.etag, allowed_private_hosts=LOCAL) for _ in range(3)]
+
+    assert first.status == 200 and first.content == BODY
+    assert [r.status for r in again] == [304, 304, 304]
+    assert (server.seen.connections, server.seen.requests) == (1, 4)
+
+
+def test_a_redirect_and_its_target_on_one_host_share_a_connection(server: Server) -> None:
+    result = fetch_feed(server.url.replace("/feed.xml", "/moved"), allowed_private_hosts=LOCAL)
+
+    assert (result.status, result.permanent_url) == (200, server.url)
+    assert (server.seen.connections, server.seen.requests) == (1, 2)
+
+
+def test_each_fetch_keeps_its_own_deadline_on_a_pooled_connection(server: Server) -> None:
+    fetch_feed(server.url, allowed_private_hosts=LOCAL, total_timeout=0.5)
+    time.sleep(0.7)  # past the first fetch's deadline, within the connection's idle time
+    assert fetch_feed(server.url, allowed_private_hosts=LOCAL, total_timeout=5).status == 200
+    assert server.seen.connections == 1  # the same connection, read under the second fetch's deadline
+
+    server.mode[0] = "slow-second"
+    fetch_feed(server.url, allowed_private_hosts=LOCAL)  # a new connection's first request: answered at once
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out after 1 s"):
+        fetch_feed(server.url, allowed_private_hosts=LOCAL, total_timeout=1)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced(server: Server) -> None:
+    server.mode[0] = "drop-reused"
+    assert fetch_feed(server.url, allowed_private_hosts=LOCAL).status == 200
+    # The pooled connection's request gets no answer: sent again, once, on a new connection.
+    assert fetch_feed(server.url, allowed_private_hosts=LOCAL).status == 200
+    assert (server.seen.connections, server.seen.requests) == (2, 3)
+
+
+def test_a_new_connection_closed_without_an_answer_is_the_servers_answer(server: Server) -> None:
+    server.mode[0] = "drop-all"
+    with pytest.raises(FetchError, match="protocol error from 127.0.0.1: Server disconnected"):
+        fetch_feed(server.url, allowed_private_hosts=LOCAL)
+    assert (server.seen.connections, server.seen.requests) == (1, 1)  # not retried
+
+
+def test_a_connection_opened_under_an_allow_list_is_not_used_without_it(server: Server) -> None:
+    assert fetch_feed(server.url, allowed_private_hosts=LOCAL).status == 200
+    with pytest.raises(FetchError, match="refused: 127.0.0.1 is a loopback address"):
+        fetch_feed(server.url, allowed_private_hosts=())
+    assert (server.seen.connections, server.seen.requests) == (1, 1)
+
+
+def test_idle_connections_are_let_go(server: Server) -> None:
+    fetch_feed(server.url, allowed_private_hosts=LOCAL)
+    time.sleep(KEEPALIVE_SECONDS + 0.5)
+    fetch_feed(server.url, allowed_private_hosts=LOCAL)
+    assert server.seen.connections == 2
