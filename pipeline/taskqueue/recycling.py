@@ -2,10 +2,10 @@
 or, as an option, after a set number of messages (Celery's `worker_max_tasks_per_child`).
 
 Model inference leaks memory slowly (allocator fragmentation, caches that only grow), so a long-lived
-processing worker should start afresh now and then. A restart costs a processing worker 18–44 s on a
-busy 2-core machine (stop, re-exec, Django and model load; `make bench BENCH=recycling`): restarting
-every N messages pays that whether memory grew or not (a restart every 50 batches would cost ~17 % of
-processing time on full-length news, BENCHMARKS.md), so by default a process is
+processing worker should start afresh now and then. A restart costs a processing worker 8–44 s on a
+2-core machine, depending on the machine and its load (stop, re-exec, Django and model load; `make bench
+BENCH=recycling`): restarting every N messages pays that whether memory grew or not (a restart every 50
+batches would cost 7–17 % of processing time on full-length news, BENCHMARKS.md), so by default a process is
 recycled only when its resident memory passes `WORKER_MAX_MEMORY_PER_CHILD_MB`, which a process whose
 memory stays flat never does. `WORKER_MAX_TASKS_PER_CHILD` (off by default) adds the message count.
 
