@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import scale
+from benchmarks import local_stack, scale
 from benchmarks.bbc_corpus import read_bbc
 from benchmarks.bench_search import (
     FEED_PREFIX,
@@ -166,13 +166,6 @@ def _ms(samples: list[float], q: float | None = None) -> float:
     return round(value * 1000, 2)
 
 
-def pss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
-
-
 def gunicorn_workers(master: int) -> list[int]:
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return [int(c) for c in children]
@@ -222,7 +215,7 @@ def measure_memory(workers: int, shared_directory: str) -> dict[str, float]:
         with httpx.Client(base_url=base, timeout=900) as client:
             wait_up(client, server, workers)
             pids = gunicorn_workers(server.pid)
-            before = {pid: pss_kb(pid) for pid in pids}
+            before = {pid: local_stack.memory_mb(pid)[1] for pid in pids}
 
             def loaded(pid: int) -> bool:
                 return shared_directory in Path(f"/proc/{pid}/maps").read_text()
@@ -236,11 +229,11 @@ def measure_memory(workers: int, shared_directory: str) -> dict[str, float]:
                     t.start()
                 for t in threads:
                     t.join()
-            after = {pid: pss_kb(pid) for pid in pids}
+            after = {pid: local_stack.memory_mb(pid)[1] for pid in pids}
     finally:
         server.terminate()
         server.wait(timeout=60)
-    added = [(after[p] - before[p]) / 1024 for p in pids]
+    added = [after[p] - before[p] for p in pids]
     return {"per_process_mb": round(statistics.median(added), 1), "per_machine_mb": round(sum(added), 1)}
 
 

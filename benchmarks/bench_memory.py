@@ -94,16 +94,6 @@ def compose_memory_limits() -> dict[str, str]:
     }
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) of `pid` in MB from /proc/PID/smaps_rollup."""
-    values = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["Rss"], values["Pss"]
-
-
 def model_loaded(pid: int) -> bool:
     """Whether `pid` has torch mapped: only get_model imports it, on the model's first use."""
     return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
@@ -141,7 +131,7 @@ def snapshot(processes: dict[str, subprocess.Popen[bytes]]) -> list[dict]:
     for program, popen in processes.items():
         for pid, depth in process_tree(popen.pid):
             try:
-                rss, pss = memory_mb(pid)
+                rss, pss = local_stack.memory_mb(pid)
                 loaded = model_loaded(pid)
             except (OSError, KeyError):
                 continue  # gone meanwhile

@@ -16,7 +16,6 @@ to the last article processed: the worker's first start is not counted, every la
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import threading
@@ -50,39 +49,13 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def insert_bbc_articles(stack: Stack, count: int) -> None:
-    """`count` BBC articles as pending articles of one (disabled) feed, stored as a scrape stores them:
-    the headline's first words as the title, the rest of the text as the feed's content."""
-    from benchmarks.bbc_corpus import read_bbc_raw
-
-    texts, _ = read_bbc_raw()
-    if count > len(texts):
-        raise ValueError(f"the BBC set has {len(texts)} articles, not {count}")
-    # Handed over in the stack's temporary directory (deleted with it), not in the code string.
-    source = stack.root / "bbc-articles.json"
-    source.write_text(json.dumps(texts[:count]))
-    stack.run_django(
-        "from articles.models import Feed\n"
-        "from pipeline.feeds.storing import upsert_entries\n"
-        "from pipeline.feeds.parsing import ParsedEntry\n"
-        f"texts = json.loads(open({str(source)!r}).read())\n"
-        "feed = Feed.objects.create(url='https://bbc.invalid/rss', title='BBC News (bench)', is_active=False,"
-        " disabled_reason='bench')\n"
-        "entries = []\n"
-        "for n, text in enumerate(texts):\n"
-        "    words = text.split(' ')\n"
-        "    entries.append(ParsedEntry(guid=f'bbc-{n}', url=f'https://bbc.invalid/a/{n}',"
-        " title=' '.join(words[:8]), summary='', content=' '.join(words[8:]), author='', published_at=None))\n"
-        "result = len(upsert_entries(feed, entries))\n",
-        timeout=300,
-    )
-
-
 def _process_backlog(stack: Stack, max_tasks: int, max_memory_mb: int, articles: int = ARTICLES) -> dict[str, float]:
+    from benchmarks.bbc_corpus import read_bbc_raw
     from tests.support.faults import starts, wait_until
 
     stack.reset()
-    insert_bbc_articles(stack, articles)
+    texts, _ = read_bbc_raw()
+    stack.insert_pending_articles(articles, feed_url="https://bbc.invalid/rss", texts=texts)
     worker = stack.start_worker(
         "processing",
         WORKER_MAX_TASKS_PER_CHILD=str(max_tasks),

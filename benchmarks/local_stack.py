@@ -1,5 +1,6 @@
-"""What the benches that run the real programs against benchmarks/feed_server.py share: stopping a
-process group they started, the bench database's URL for those programs, and the due feeds they poll."""
+"""What the benches that run the real programs share: stopping a process group they started, the bench
+database's URL for those programs, the due feeds they poll on benchmarks/feed_server.py, and the memory
+of one of their processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 
@@ -52,3 +54,14 @@ def replace_feeds(count: int, hosts: Sequence[str], port: int) -> None:
         ],
         batch_size=2000,
     )
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of `pid` in MB, from /proc/PID/smaps_rollup: PSS shares each shared page out among the
+    processes that map it, so the PSS of a machine's processes adds up to what they use together."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["Rss"], values["Pss"]

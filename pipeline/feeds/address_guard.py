@@ -183,7 +183,7 @@ def _resolve(host: str, port: int, timeout: float) -> list[IPAddress]:
 # use (Apache's 5 s, gunicorn's 2 s), so a connection is rarely taken just as its server closes it. A
 # batch polls its feeds within seconds, and that is where connections get reused.
 KEEPALIVE_SECONDS = 1.5
-# Idle connections a process keeps at most (all hosts together).
+# Idle connections one pool keeps at most (all its hosts together); a process has a pool per allow-list.
 MAX_IDLE_CONNECTIONS = 32
 
 
@@ -342,7 +342,7 @@ def pooled_transport(allowed_private_hosts: Collection[str]) -> GuardedTransport
 
     Per policy, so a connection opened under a wider allow-list is never handed to a fetch with a
     narrower one. Created on first use, so after any fork. httpcore lets idle connections go when the
-    pool is next used, so a process that stops fetching keeps at most MAX_IDLE_CONNECTIONS sockets."""
+    pool is next used, so a pool whose process stops fetching keeps at most MAX_IDLE_CONNECTIONS sockets."""
     hosts = (allowed_private_hosts,) if isinstance(allowed_private_hosts, str) else tuple(allowed_private_hosts)
     return _transport_for(hosts)
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,19 +479,37 @@ class Stack:
         rows = self.query("SELECT status, count(*) FROM articles_article GROUP BY status")
         return {status: count for status, count in rows}
 
-    def insert_pending_articles(self, count: int, *, feed_url: str = "https://feed.invalid/rss") -> list[int]:
-        """A (disabled) feed and `count` pending articles with distinct text, stored as a scrape stores them."""
+    def insert_pending_articles(
+        self, count: int, *, feed_url: str = "https://feed.invalid/rss", texts: Sequence[str] | None = None
+    ) -> list[int]:
+        """A (disabled) feed and `count` pending articles, stored as a scrape stores them: short ones with
+        distinct text, or the first `count` of `texts` (full articles: the first 8 words as the title,
+        the rest as the feed's content, so the model reads as much of each as it would of a real one)."""
+        if texts is None:
+            entries = (
+                "words = ['elections', 'markets', 'football', 'chips', 'films']\n"
+                "entries = [ParsedEntry(guid=f'g-{n}', url=f'https://feed.invalid/a/{n}',"
+                " title=f'Article {n} about {words[n % 5]}', summary=f'Summary of story number {n}', content='',"
+                f" author='', published_at=None) for n in range({count})]\n"
+            )
+        else:
+            if count > len(texts):
+                raise ValueError(f"{len(texts)} texts given, not {count}")
+            # Handed over in the stack's temporary directory (deleted with it), not in the code string.
+            source = self.root / "pending-texts.json"
+            source.write_text(json.dumps(list(texts[:count])))
+            entries = (
+                f"texts = [t.split(' ') for t in json.loads(open({str(source)!r}).read())]\n"
+                "entries = [ParsedEntry(guid=f'g-{n}', url=f'https://feed.invalid/a/{n}', title=' '.join(w[:8]),"
+                " summary='', content=' '.join(w[8:]), author='', published_at=None) for n, w in enumerate(texts)]\n"
+            )
         return self.run_django(
             "from articles.models import Feed\n"
             "from pipeline.feeds.storing import upsert_entries\n"
             "from pipeline.feeds.parsing import ParsedEntry\n"
             f"feed = Feed.objects.create(url={feed_url!r}, title='fault feed', is_active=False,"
-            " disabled_reason='fault test')\n"
-            "words = ['elections', 'markets', 'football', 'chips', 'films']\n"
-            "entries = [ParsedEntry(guid=f'g-{n}', url=f'https://feed.invalid/a/{n}',"
-            " title=f'Article {n} about {words[n % 5]}', summary=f'Summary of story number {n}', content='',"
-            f" author='', published_at=None) for n in range({count})]\n"
-            "result = upsert_entries(feed, entries)\n"
+            " disabled_reason='fault test')\n" + entries + "result = upsert_entries(feed, entries)\n",
+            timeout=300,
         )
 
     def load_topics(self) -> None:
