@@ -336,18 +336,6 @@ def _profile_section(profile: scrape_profile.Profile | None, what: str) -> tuple
     return figures, lines
 
 
-def _spread(rounds: list[dict[str, float]], key: str) -> tuple[float, float, float]:
-    values = [r[key] for r in rounds]
-    return statistics.median(values), min(values), max(values)
-
-
-def _cell(rounds: list[dict[str, float]], key: str, digits: int = 0, suffix: str = "") -> str:
-    median, low, high = _spread(rounds, key)
-    if len(rounds) == 1:
-        return f"{median:,.{digits}f}{suffix} (1 round)"
-    return f"{median:,.{digits}f}{suffix} ({low:,.{digits}f}–{high:,.{digits}f})"
-
-
 def _summary(feeds: int, rounds: list[dict[str, float]]) -> dict[str, object]:
     return {
         "rounds": len(rounds),

@@ -232,11 +232,17 @@ CACHES = {
 # DRAMATIQ_MAINTENANCE_CHANCE per million of its commands on that queue. Dramatiq's defaults (60 s,
 # 0.1 %) leave them ~17 minutes on average on a quiet queue. Here: 30 s (a live worker's consumers
 # keep heart-beating while it runs a long batch, so this does not steal work from slow workers) and
-# 10 % (with one idle worker polling, maintenance comes ~8 s after the timeout on average, and more
-# than 90 s after it with a chance below 1e-4): redelivery within 2 minutes. A maintenance pass with
-# no dead worker is two sorted-set range reads.
+# 10 % (an idle consumer polls its queue about 13 times a second, DRAMATIQ_IDLE_POLL_MS below, so
+# maintenance comes within a second or so of the timeout; pipeline/taskqueue/maintenance.py also
+# forces one every 10 s): redelivery within about 40 s. A maintenance pass with no dead worker is two
+# sorted-set range reads.
 DRAMATIQ_HEARTBEAT_TIMEOUT_MS = env_int("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", 30_000)
 DRAMATIQ_MAINTENANCE_CHANCE = env_int("DRAMATIQ_MAINTENANCE_CHANCE", 100_000)  # per million commands
+# The longest an idle worker waits before looking at its queue again (FailoverRedisBroker): the delay a
+# message sent to an idle worker can wait before it starts. Dramatiq's own is the worker timeout, 1 s.
+DRAMATIQ_IDLE_POLL_MS = env_int("DRAMATIQ_IDLE_POLL_MS", 100)
+if DRAMATIQ_IDLE_POLL_MS < 5:
+    raise ImproperlyConfigured("DRAMATIQ_IDLE_POLL_MS must be at least 5 (Dramatiq's shortest back-off)")
 
 
 def redis_url_with_timeouts(url: str, *, connect: float = 3, read: float = 5) -> str:
@@ -258,6 +264,7 @@ DRAMATIQ_BROKER = {
         "namespace": REDIS_NAMESPACE,
         "heartbeat_timeout": DRAMATIQ_HEARTBEAT_TIMEOUT_MS,
         "maintenance_chance": DRAMATIQ_MAINTENANCE_CHANCE,
+        "idle_poll_ms": DRAMATIQ_IDLE_POLL_MS,
     },
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
