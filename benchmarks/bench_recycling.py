@@ -4,7 +4,7 @@ WORKER_MAX_MEMORY_PER_CHILD_MB, and no message count) and with a restart every 1
 (WORKER_MAX_TASKS_PER_CHILD=10), on a private Postgres and Redis (tests/support/faults.py).
 
     make bench BENCH=recycling                 # 960 articles, 3 rounds of off vs defaults, ~10 min
-    BENCH_QUICK=1 make bench BENCH=recycling   # 96 articles, 1 round, a restart every 2 messages
+    BENCH_QUICK=1 make bench BENCH=recycling   # 64 articles, 1 round, a restart every 2 messages
 
 The articles are real BBC News articles (benchmarks/bbc_corpus.py, read from the shared datasets folder,
 never copied into the repository), stored as a scrape stores them: so the model reads its full 2,000
@@ -31,9 +31,9 @@ from benchmarks import scale
 
 QUICK = scale.QUICK
 BATCH = 32
-ARTICLES = 3 * BATCH if QUICK else 30 * BATCH
+ARTICLES = 2 * BATCH if QUICK else 30 * BATCH
 ROUNDS = 1 if QUICK else 3
-# Quick: 4 messages, so a restart every 2 still shows; one round is a smoke test, not a measurement.
+# Quick: 3 messages, so a restart every 2 still shows; one round is a smoke test, not a measurement.
 # Full: a restart every 10 of the 31 messages, 3 restarts: enough to price one (each costs 8-44 s).
 EVERY = 2 if QUICK else 10
 TARGET = 0.02  # the issue's: recycling at the defaults costs at most 2 % of processing time

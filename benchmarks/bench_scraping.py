@@ -2,7 +2,7 @@
 
     make bench BENCH=scraping                # 1,000 feeds × 3 rounds beside the reference worker, the profiles, ~6 minutes
     BENCH_FULL=1 make bench BENCH=scraping   # also 10,000 feeds × 1, ~10 minutes
-    BENCH_QUICK=1 make bench BENCH=scraping  # 100 feeds × 3 rounds and the first pass's profile, under a minute
+    BENCH_QUICK=1 make bench BENCH=scraping  # 100 feeds × 2 rounds and the first pass's profile, under a minute
 
 A run without the 10,000 feeds has a title and results key of its own, so it leaves the published full
 section alone (benchmarks/scale.py).
@@ -48,7 +48,7 @@ from benchmarks import local_stack, scale, scrape_profile
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = scale.QUICK
 # (feeds, rounds)
-SIZES = [(100, 3)] if QUICK else [(1000, 3), (10_000, 1)] if scale.FULL else [(1000, 3)]
+SIZES = [(100, 2)] if QUICK else [(1000, 3), (10_000, 1)] if scale.FULL else [(1000, 3)]
 PROFILE_FEEDS = 100 if QUICK else 1000
 # The reference worker (one feed per message, as the sweep sent them before feed batches) runs rounds of
 # the first size, alternating with the project's: it is the before/after figure, at ~30 s a round; not in
