@@ -74,6 +74,24 @@ def test_similar_leaves_out_itself_its_copies_and_its_story(api, neighbourhood) 
     assert body["count"] == 3 and body["article"] == neighbourhood["query"].pk
 
 
+def test_answers_read_neither_embeddings_nor_page_text_of_their_results(api, neighbourhood) -> None:
+    """The k results are read without the columns no answer shows (an embedding is 1.5 kB, a fetched
+    page tens of kB), and what the answer does show needs no query per result."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Article.objects.filter(pk=neighbourhood["near"].pk).update(body="page text " * 2000, content="<p>x</p>")
+    url = f"/api/articles/{neighbourhood['query'].pk}/similar/?k=10"
+    api.get(url)  # the index catches up on the first request
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(url)
+    assert [row["title"] for row in response.json()["results"]] == ["near", "middle", "far"]
+    [results] = [q["sql"] for q in queries if "INNER JOIN" in q["sql"] and '"articles_feed"' in q["sql"]]
+    for column in ("embedding", "body", "content"):
+        assert f'"articles_article"."{column}"' not in results
+    assert len(queries) <= 8, [q["sql"][:120] for q in queries]
+
+
 def test_similar_is_limited_to_k(api, neighbourhood) -> None:
     response = api.get(f"/api/articles/{neighbourhood['query'].pk}/similar/?k=1")
     assert [row["title"] for row in response.json()["results"]] == ["near"]

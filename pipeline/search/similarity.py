@@ -41,8 +41,14 @@ def check_query(raw: object) -> str:
     return text
 
 
+# Columns no answer shows (the API's summary(), the reader's result lists): an embedding is 1.5 kB and a
+# fetched page's text tens of kB, read and decoded for each of the k articles of every answer otherwise.
+_NOT_SHOWN = ("embedding", "content", "body", "processing_error", "page_error")
+
+
 def _articles_in_order(hits: list[tuple[int, float]]) -> list[ScoredArticle]:
-    found = Article.objects.select_related("feed", "topic").in_bulk([article_id for article_id, _ in hits])
+    articles = Article.objects.select_related("feed", "topic").defer(*_NOT_SHOWN)
+    found = articles.in_bulk([article_id for article_id, _ in hits])
     return [ScoredArticle(found[i], score) for i, score in hits if i in found]
 
 
