@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import dramatiq
 import pytest
@@ -15,6 +14,7 @@ from rest_framework.test import APIClient
 
 from articles.models import Feed
 from articles.roles import OPERATORS, READERS, ensure_roles
+from tests.support.local_http import serve
 
 RSS_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>{title}</title><link>https://example.invalid/</link>
@@ -81,13 +81,9 @@ def feed_server() -> Iterator[FeedServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server_state = FeedServer(base_url=f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield server_state
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(Handler) as base_url:
+        server_state = FeedServer(base_url=base_url)
+        yield server_state
 
 
 @pytest.fixture

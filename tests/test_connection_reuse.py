@@ -8,13 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from pipeline.feeds.address_guard import KEEPALIVE_SECONDS
 from pipeline.feeds.fetching import FetchError, fetch_feed
+from tests.support.local_http import serve
 
 LOCAL = ("127.0.0.1",)
 BODY = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
@@ -84,14 +85,8 @@ def server() -> Iterator[Server]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml", seen, mode)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(Handler) as base_url:
+        yield Server(f"{base_url}/feed.xml", seen, mode)
 
 
 def test_polls_of_one_host_share_one_connection(server: Server) -> None:

@@ -3,9 +3,8 @@ permanent, and a disabled feed says why in the admin."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,6 +13,7 @@ from django.test import Client
 from articles.models import Feed
 from pipeline.feeds.scraping import scrape_feed
 from tests.conftest import rss
+from tests.support.local_http import serve
 
 pytestmark = pytest.mark.django_db
 
@@ -46,12 +46,8 @@ def redirecting_server() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(Handler) as base_url:
+        yield base_url
 
 
 def test_permanent_redirects_update_the_stored_url(redirecting_server):

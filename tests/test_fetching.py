@@ -6,14 +6,13 @@ import gzip
 import ipaddress
 import socket
 import ssl
-import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 from pipeline.feeds import address_guard, bounded_body
 from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
 from pipeline.feeds.headers import retry_after_seconds
+from tests.support.local_http import serve
 
 FEED = (Path(__file__).parent / "feeds" / "rss2.xml").read_bytes()
 LOCAL = ("127.0.0.1",)  # the allow-list every test uses unless it is testing the guard
@@ -161,15 +161,8 @@ ROUTES: dict[str, Callable[[FeedServer], None]] = {
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FeedServer)
-    server.daemon_threads = True  # a dripping handler must not hold up teardown
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="feed-server", daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(FeedServer, poll_interval=0.05) as base_url:
+        yield base_url
 
 
 def fetch(url: str, **kwargs: Any) -> FetchResult:

@@ -3,10 +3,9 @@ exception out of the fetch (which would retry the task and then dead-letter it, 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.utils import timezone
@@ -15,6 +14,7 @@ from articles.models import Article, Feed
 from pipeline.feeds import headers
 from pipeline.feeds.scraping import scrape_feed
 from tests.conftest import rss
+from tests.support.local_http import serve
 
 NOW = datetime(2026, 5, 14, 12, 0, tzinfo=UTC)
 
@@ -103,12 +103,8 @@ def raw_server() -> Iterator[tuple[RawHeaders, str]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield answer, f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(Handler) as base_url:
+        yield answer, f"{base_url}/feed.xml"
 
 
 @pytest.mark.django_db

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -572,8 +572,9 @@ class SlowFeedServer:
 
     def __init__(self, feeds: int, items_per_feed: int, delay: float = 0.0, slow_hits: int = 1_000_000) -> None:
         """`slow_hits`: only the first this-many requests of each feed are held back."""
-        import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.support.local_http import serve
 
         self.delay = delay
         self.slow_hits = slow_hits
@@ -600,17 +601,13 @@ class SlowFeedServer:
                 pass
 
         class QuietServer(ThreadingHTTPServer):
-            daemon_threads = True
-
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A client killed mid-response (the point of these tests) is not worth a traceback.
                 if not isinstance(sys.exc_info()[1], ConnectionError):
                     super().handle_error(request, client_address)
 
-        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self._serving = ExitStack()
+        self.base_url = self._serving.enter_context(serve(Handler, server_class=QuietServer))
 
     @property
     def urls(self) -> list[str]:
@@ -621,8 +618,7 @@ class SlowFeedServer:
         return sum(body.count(b"<item>") for body in self.documents.values())
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serving.close()
 
 
 TOPIC_WORDS = [
