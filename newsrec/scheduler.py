@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import redis
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
@@ -30,14 +31,19 @@ class HeartbeatingScheduler(BlockingScheduler):
         super().__init__(**options)
         self._client = client
         self._stopped = threading.Event()
+        # Beating starts once APScheduler counts itself running, not before: a heartbeat written while
+        # start() was still setting up said "alive" of a scheduler that could not yet be shut down.
+        self.add_listener(self._start_beating, EVENT_SCHEDULER_STARTED)
 
     def start(self, *args: object, **kwargs: object) -> None:
         self._stopped.clear()
-        threading.Thread(target=self._beat, name="scheduler-heartbeat", daemon=True).start()
         try:
             super().start(*args, **kwargs)
         finally:
             self._stopped.set()
+
+    def _start_beating(self, event: object) -> None:
+        threading.Thread(target=self._beat, name="scheduler-heartbeat", daemon=True).start()
 
     def _beat(self) -> None:
         while not self._stopped.is_set():
