@@ -2,7 +2,7 @@
 `make run` starts, once together they have scraped, processed and served 10,000 articles.
 
     make bench BENCH=memory                 # 500 feeds × 20 items = 10,000 articles, a few minutes
-    BENCH_QUICK=1 make bench BENCH=memory   # 160 articles, ~40 s
+    BENCH_QUICK=1 make bench BENCH=memory   # 80 articles, ~30 s
 
 - Processes: the four programs of scripts/supervisord.conf (web, worker-scraping, worker-processing,
   scheduler), their command lines and environment read from that file and run as they are (the
@@ -42,7 +42,7 @@ from benchmarks.feed_server import ITEMS_PER_FEED
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISORD_CONF = ROOT / "scripts" / "supervisord.conf"
 QUICK = scale.QUICK
-ARTICLES = 160 if QUICK else 10_000  # quick: a smoke test within the quick run's 3 minutes
+ARTICLES = 80 if QUICK else 10_000  # quick: a smoke test within the quick run's 3 minutes
 FEEDS = ARTICLES // ITEMS_PER_FEED
 HOSTS = [f"127.0.0.{i}" for i in range(2, 6)]
 PROGRAMS = ["web", "worker-scraping", "worker-processing", "scheduler"]

@@ -59,6 +59,25 @@ def test_model_in_force_follows_topics_and_classifiers():
     assert not np.allclose(before, after)
 
 
+def test_model_in_force_is_kept_per_precision(settings):
+    # A process embedding at two precisions (bench_precision switches batch by batch) keeps each one's
+    # model: switching back does not embed the topics again.
+    Topic.objects.create(name="sport", description="Sport: football, tennis, athletics")
+    Topic.objects.create(name="politics", description="Politics: elections, parliament")
+    settings.EMBEDDING_PRECISION = "fp32"
+    fp32 = topic_model_in_force()
+    settings.EMBEDDING_PRECISION = "bf16"
+    bf16 = topic_model_in_force()
+    assert bf16 is not fp32 and not np.array_equal(bf16.model.coef, fp32.model.coef)
+    settings.EMBEDDING_PRECISION = "fp32"
+    assert topic_model_in_force() is fp32
+    settings.EMBEDDING_PRECISION = "bf16"
+    assert topic_model_in_force() is bf16
+    # A change of topics still replaces the model at the precision in force.
+    Topic.objects.create(name="tech", description="Technology")
+    assert topic_model_in_force().model.classes != bf16.model.classes
+
+
 # --- training on labels, with the real model on small made-up texts ---
 
 SPORT = [

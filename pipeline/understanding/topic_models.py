@@ -104,7 +104,10 @@ def topic_model_in_force() -> TopicModelInForce:
         found = _cache.get(key)
         if found is None:
             found = _build(key[0])
-            _cache.clear()  # only the newest state is worth keeping
+            # Only the newest state is worth keeping, per precision: a process that embeds at two (the
+            # precision bench switches batch by batch) would otherwise rebuild at every switch.
+            for stale in [k for k in _cache if k[-1] == key[-1]]:
+                del _cache[stale]
             _cache[key] = found
     return found
 

@@ -34,6 +34,10 @@ SUPERVISORD_CONF = ROOT / "scripts" / "supervisord.conf"
 DELIVERY_LOG_KEY = "faults:deliveries"  # a Redis list written by tests.support.delivery_log.DeliveryLog
 
 
+# The broker namespace of a stack's processes (the private Redis is theirs alone).
+NAMESPACE = "newsrec"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -314,7 +318,7 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": self.settings_module,
             "DATABASE_URL": self.postgres.url(),
             "REDIS_URL": self.redis.url,
-            "NEWSREC_TEST_NAMESPACE": "newsrec",
+            "NEWSREC_TEST_NAMESPACE": NAMESPACE,
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
@@ -548,7 +552,7 @@ def in_hand(deliveries: list[dict[str, Any]], pid: int) -> set[str]:
     return started - finished
 
 
-def held_by_workers(client: redis.Redis, namespace: str = "newsrec") -> dict[str, set[str]]:
+def held_by_workers(client: redis.Redis, namespace: str = NAMESPACE) -> dict[str, set[str]]:
     """Message ids each worker has fetched and not acknowledged, per queue (Dramatiq's ack sets)."""
     held: dict[str, set[str]] = {}
     prefix = f"{namespace}:__acks__."
