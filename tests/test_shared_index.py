@@ -134,6 +134,27 @@ def test_a_reprocessed_or_deleted_base_article_is_never_served_stale(source, ind
         index.vectors_for([ids[1]])
 
 
+def test_vectors_for_reads_base_rows_in_one_query_and_names_what_is_not_held(
+    source, index_path, django_assert_num_queries
+) -> None:
+    vectors = unit_rows(CORPUS)
+    ids = store(source, vectors)
+    index = vector_index.get_index()
+    new = unit_rows(2, seed=7)
+    new_ids = store(source, new, start=CORPUS, processed_at=timezone.now() + timedelta(seconds=1))
+    index.refresh(force=True)
+    # Base rows come from Postgres in one (counted) query, delta rows from memory; order as asked.
+    with django_assert_num_queries(1):
+        got = index.vectors_for([ids[5], new_ids[1], ids[6]])
+    np.testing.assert_allclose(got, [vectors[5], new[1], vectors[6]], atol=1e-6)
+    Article.objects.filter(pk=ids[3]).delete()
+    index.search(vectors[3], 5)  # finds it gone: dead in this process
+    never = 10**9
+    with pytest.raises(KeyError) as error:
+        index.vectors_for([ids[0], new_ids[0], ids[3], never])
+    assert str([ids[3], never]) in str(error.value)
+
+
 def test_processes_of_a_machine_map_the_same_generation(source, index_path) -> None:
     store(source, unit_rows(CORPUS))
     first = vector_index.get_index()

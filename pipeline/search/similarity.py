@@ -47,7 +47,8 @@ _NOT_SHOWN = ("embedding", "content", "body", "processing_error", "page_error")
 
 
 def _articles_in_order(hits: list[tuple[int, float]]) -> list[ScoredArticle]:
-    articles = Article.objects.select_related("feed", "topic").defer(*_NOT_SHOWN)
+    # order_by(): the hits give the order; the model's default would have Postgres sort them first.
+    articles = Article.objects.select_related("feed", "topic").defer(*_NOT_SHOWN).order_by()
     found = articles.in_bulk([article_id for article_id, _ in hits])
     return [ScoredArticle(found[i], score) for i, score in hits if i in found]
 

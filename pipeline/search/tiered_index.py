@@ -154,6 +154,19 @@ class TieredIndex:
                 stamp = self._base.stamp_of(article_id)
             return stamp
 
+    def _missing(self, ids: Sequence[int]) -> list[int]:
+        """Those of `ids` not held (as `in` tells), with one search of the base's sorted ids for all of them:
+        `in` per id cost a similar answer ~2 ms for its pool of 100."""
+        wanted = [int(i) for i in ids]
+        with self._lock:
+            delta, dead = self._delta, self._dead
+            in_base, _ = self._base.positions(np.array(wanted, dtype=np.int64))
+        return [
+            i
+            for i, held in zip(wanted, in_base.tolist(), strict=True)
+            if i not in delta.row_of and (not held or i in dead)
+        ]
+
     def ids(self) -> list[int]:
         with self._lock:
             base = [i for i in self._base.ids.tolist() if i not in self._dead]
@@ -161,7 +174,7 @@ class TieredIndex:
 
     def vectors_for(self, ids: Sequence[int]) -> np.ndarray:
         """The current vectors of `ids` (delta, the last search, else Postgres); KeyError names any not indexed."""
-        missing = [i for i in ids if int(i) not in self]
+        missing = self._missing(ids)
         if missing:
             raise KeyError(f"articles not in the vector index: {missing[:20]}")
         with self._lock:
