@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +370,7 @@ def measure_size(size: int, real: np.ndarray, groups: list[str]) -> dict[str, ob
 def run() -> dict:
     from django.conf import settings
 
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     log("reading the real corpus")
     real, groups = real_corpus()
     real_distances = neighbour_quantiles(real, np.arange(len(real)))
@@ -432,7 +433,7 @@ def run() -> dict:
         ),
     ]
     notes = (
-        f"Command: `{scale.command('index_scale')}` (VECTOR_INDEX_KIND=shared). "
+        f"Run {started}. Command: `{scale.command('index_scale')}` (VECTOR_INDEX_KIND=shared). "
         f"Corpus: the {len(real):,} real embeddings (BBC train set and demo feeds, all-MiniLM-L6-v2) plus variations "
         "made by benchmarks.bench_search.synthesize, COPYed into Postgres (the index is built from there by the real "
         "code, and every search re-ranks its candidates with vectors read from there). Real embeddings alone, "
