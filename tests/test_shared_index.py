@@ -134,6 +134,26 @@ def test_a_reprocessed_or_deleted_base_article_is_never_served_stale(source, ind
         index.vectors_for([ids[1]])
 
 
+def test_delta_hits_are_checked_live_without_reading_their_vectors_again(
+    source, index_path, django_assert_num_queries
+) -> None:
+    store(source, unit_rows(CORPUS))
+    index = vector_index.get_index()
+    new = unit_rows(30, seed=3)
+    new_ids = store(source, new, start=CORPUS, processed_at=timezone.now() + timedelta(seconds=1))
+    index.refresh(force=True)
+    Article.objects.filter(pk=new_ids[1]).delete()  # the delta still holds it: only Postgres knows
+    query = (new[0] + new[1]) / np.linalg.norm(new[0] + new[1])
+    # One query reads the base candidates' vectors and asks whether the delta's hits are still live.
+    with django_assert_num_queries(1):
+        [hits] = index.search(query, 5, refresh=False)
+    found = [i for i, _ in hits]
+    assert found[0] == new_ids[0] and new_ids[1] not in found and len(found) == 5
+    # What that query read as vectors (kept for vectors_for) is base rows only.
+    assert index._recent and not set(index._recent) & set(new_ids)
+    assert new_ids[1] not in index
+
+
 def test_vectors_for_reads_base_rows_in_one_query_and_names_what_is_not_held(
     source, index_path, django_assert_num_queries
 ) -> None:

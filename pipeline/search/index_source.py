@@ -105,6 +105,35 @@ def fetch_vectors(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.array(out_ids, dtype=np.int64), matrix, np.array(out_stamps, dtype=np.int64)
 
 
+def fetch_candidates(
+    vector_ids: Collection[int], check_ids: Collection[int] = ()
+) -> tuple[dict[int, np.ndarray], set[int]]:
+    """({id: vector} of the live ones of `vector_ids`, the live ones of `check_ids`), in one query.
+
+    For a search: its compressed candidates need their exact vectors, the hits it scored from vectors it
+    holds only a word that they are still live, so their embeddings stay in Postgres.
+    """
+    vector_ids = sorted({int(i) for i in vector_ids})
+    everything = sorted(set(vector_ids) | {int(i) for i in check_ids})
+    vectors: dict[int, np.ndarray] = {}
+    live: set[int] = set()
+    for start in range(0, len(everything), READ_CHUNK):
+        with _binary_cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, CASE WHEN id = ANY(%s) THEN embedding END FROM {_TABLE} WHERE {_LIVE_SQL} AND id = ANY(%s)",
+                [vector_ids, everything[start : start + READ_CHUNK]],
+            )
+            for article_id, data in cursor.fetchall():
+                if data is None:
+                    live.add(article_id)
+                    continue
+                try:
+                    vectors[article_id] = vector_from_bytes(data)
+                except ValueError:
+                    logger.warning("article %s has a malformed embedding; left out of the index", article_id)
+    return vectors, live
+
+
 def live_article_ids(ids: Collection[int]) -> set[int]:
     """Those of `ids` that are still processed articles with an embedding."""
     if not ids:

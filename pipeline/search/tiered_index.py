@@ -33,7 +33,7 @@ from django.conf import settings
 from pipeline.search import index_file, shared_file
 from pipeline.search.index_file import IndexFileError
 from pipeline.search.index_rows import EXACT, IndexRows, new_faiss_index, reconstruct
-from pipeline.search.index_source import READ_CHUNK, database_label, fetch_stamps, fetch_vectors
+from pipeline.search.index_source import READ_CHUNK, database_label, fetch_candidates, fetch_stamps, fetch_vectors
 from pipeline.understanding.embedding import EMBEDDING_DIM
 
 logger = logging.getLogger(__name__)
@@ -220,26 +220,41 @@ class TieredIndex:
         while True:
             base_hits, delta_hits, exhausted = self._candidates(queries, fetch, k, excluded)
             wanted = set().union(*base_hits)
-            if check_database:
-                wanted |= {i for hits in delta_hits for i, _ in hits}
+            # Delta hits are scored from exact vectors held here: Postgres only says whether they are still
+            # live, in the query that reads the base candidates' vectors (reading theirs too made a similar
+            # answer beside a day's delta read twice the embeddings, for hits it mostly drops).
+            checked = {i for hits in delta_hits for i, _ in hits} - wanted if check_database else set()
             exact: dict[int, np.ndarray] = {}
-            if wanted:
-                found_ids, found_vectors, _ = fetch_vectors(sorted(wanted))
-                exact = dict(zip(found_ids.tolist(), found_vectors, strict=True))
-            gone = wanted - exact.keys()
+            live: set[int] = set()
+            if wanted or checked:
+                exact, live = fetch_candidates(wanted, checked)
+            gone = (wanted - exact.keys()) | (checked - live)
+            self._recent = exact
+            results = self._ranked(queries, base_hits, delta_hits, exact, gone, k)
             if gone:
                 self._drop(gone)
-            self._recent = exact
-            results = []
-            for query, base_ids, deltas in zip(queries, base_hits, delta_hits):
-                scored = {i: s for i, s in deltas if i not in gone}
-                for i in base_ids:
-                    if i in exact and i not in scored:
-                        scored[i] = float(exact[i] @ query)
-                results.append(sorted(scored.items(), key=lambda hit: -hit[1])[:k])
             if exhausted or all(len(hits) == k for hits in results):
                 return results
             fetch *= 2
+
+    @staticmethod
+    def _ranked(
+        queries: np.ndarray,
+        base_hits: list[list[int]],
+        delta_hits: list[list[tuple[int, float]]],
+        exact: dict[int, np.ndarray],
+        gone: set[int],
+        k: int,
+    ) -> list[list[tuple[int, float]]]:
+        """Per query, the best `k` of its delta hits and its base candidates scored with their exact vectors."""
+        results = []
+        for query, base_ids, deltas in zip(queries, base_hits, delta_hits):
+            scored = {i: s for i, s in deltas if i not in gone}
+            for i in base_ids:
+                if i in exact and i not in scored:
+                    scored[i] = float(exact[i] @ query)
+            results.append(sorted(scored.items(), key=lambda hit: -hit[1])[:k])
+        return results
 
     def _candidates(
         self, queries: np.ndarray, fetch: int, k: int, excluded: set[int]
