@@ -582,11 +582,12 @@ elif REDIS_PASSWORD:
 
 # --- issue-11-index ---
 # Which vector index serves above VECTOR_INDEX_EXACT_MAX articles (pipeline/search/vector_index.py):
-# "per-process" keeps an HNSW graph over fp32 vectors in every process (~5.4 kB per article per process);
-# "shared" maps one compressed file per machine (IVF over 8-bit scalar-quantised vectors, ~0.4 kB per article
-# per machine however many processes map it) and re-ranks its candidates with the exact vectors from Postgres
-# (pipeline/search/tiered_index.py). Both search exactly in memory up to VECTOR_INDEX_EXACT_MAX.
-VECTOR_INDEX_KIND = env_str("VECTOR_INDEX_KIND", "per-process").strip().lower()
+# "shared" (the default) maps one compressed file per machine (IVF over 8-bit scalar-quantised vectors, ~0.4 kB
+# per article per machine however many processes map it) and re-ranks its candidates with the exact vectors from
+# Postgres (pipeline/search/tiered_index.py); "per-process" keeps an HNSW graph over fp32 vectors in every
+# process (~5.4 kB per article per process: ~5 GB each at a million): memory that grows with the processes,
+# for recall a point or two higher (BENCHMARKS.md). Both search exactly in memory up to VECTOR_INDEX_EXACT_MAX.
+VECTOR_INDEX_KIND = env_str("VECTOR_INDEX_KIND", "shared").strip().lower()
 if VECTOR_INDEX_KIND not in {"per-process", "shared"}:
     raise ImproperlyConfigured(f"VECTOR_INDEX_KIND={VECTOR_INDEX_KIND!r}: use per-process or shared")
 # Inverted lists the shared index scans per query; recall@10 against exact and latency by size are in

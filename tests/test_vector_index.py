@@ -26,6 +26,8 @@ def unit_rows(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def index_path(settings, tmp_path: Path) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     settings.VECTOR_INDEX_PATH = tmp_path / "index.npz"
+    # This module is the per-process index (exact, then HNSW); tests/test_shared_index.py is the default one.
+    settings.VECTOR_INDEX_KIND = "per-process"
     settings.VECTOR_INDEX_REFRESH_MS = 0  # every search catches up: the tests add rows between searches
     vector_index.reset_index()
     yield settings.VECTOR_INDEX_PATH
