@@ -2,7 +2,9 @@
 
 - `BENCH_QUICK=1` (`make bench-quick`): every bench at smaller sizes and fewer rounds, to check in under
   3 minutes that they all still run and roughly where their figures land. Its figures go to
-  benchmarks/results-quick.json and the terminal, never to BENCHMARKS.md or results.json (see __main__).
+  benchmarks/results-quick.json and the terminal, never to BENCHMARKS.md or results.json (see __main__),
+  and the benches on a private stack of their own run in a second process beside the others
+  (__main__.BESIDE), so its timings include each other's load.
 - neither (`make bench`): the sizes whose figures BENCHMARKS.md publishes, except those that take
   tens of minutes each, so that the run stays under 30 minutes; each section records how long its
   bench took and the run prints them all at the end.

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from benchmarks import scale
-from benchmarks.__main__ import QUICK_NOTE, record, render_section, run_isolated, update_markdown
+from benchmarks.__main__ import QUICK_NOTE, record, render_section, run_isolated, split_lanes, update_markdown
 
 MACHINE = {"cpu": "test CPU", "cores": 2, "date": "2026-12-03 12:00 UTC"}
 PUBLISHED = {
@@ -104,3 +104,35 @@ def test_long_benches_only_in_full_quick_or_named_runs(
     assert "memory" in scale.FULL_ONLY
     assert scale.runs("memory", named=named) is expected
     assert scale.runs("tasks", named=False) is True
+
+
+def test_a_quick_run_puts_the_private_stack_benches_beside_the_others() -> None:
+    names = ["memory", "readiness", "recycling", "tasks"]
+    assert split_lanes(names, quick=True, in_lane=False) == (["memory", "tasks"], ["readiness", "recycling"])
+    # One process only: a full or default run, the second process itself, or nothing to split.
+    assert split_lanes(names, quick=False, in_lane=False) == (names, [])
+    assert split_lanes(names, quick=True, in_lane=True) == (names, [])
+    assert split_lanes(["recycling"], quick=True, in_lane=False) == (["recycling"], [])
+    assert split_lanes(["tasks"], quick=True, in_lane=False) == (["tasks"], [])
+
+
+def test_two_processes_recording_at_once_lose_no_section(published: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_record_many, args=(published, prefix))
+        for prefix in ("a", "b")  # type: ignore[arg-type]
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    sections = json.loads((published / "benchmarks" / "results-quick.json").read_text())["sections"]
+    assert set(sections) == {f"{prefix}{i}" for prefix in "ab" for i in range(40)}
+
+
+def _record_many(root: Path, prefix: str) -> None:
+    for i in range(40):
+        record(f"{prefix}{i}", {**PUBLISHED, "notes": str(i)}, MACHINE, quick=True, root=root)
