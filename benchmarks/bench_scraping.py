@@ -71,20 +71,6 @@ def worker_command() -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
-def _group_cpu_seconds(group: int) -> float:
-    """CPU time (user + system) of the live processes of a process group: the worker with its parse
-    children, or the feed server."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 class Bench:
     """The feed server, one scraping worker, and the passes run against them."""
 
@@ -181,7 +167,10 @@ class Bench:
         before = Article.objects.count()
         self.server_stats(reset=True)
         assert self.worker is not None and self.server is not None
-        cpu = {"worker": _group_cpu_seconds(self.worker.pid), "server": _group_cpu_seconds(self.server.pid)}
+        cpu = {
+            "worker": local_stack.group_cpu_seconds(self.worker.pid),
+            "server": local_stack.group_cpu_seconds(self.server.pid),
+        }
         sent = timezone.now()
         self.broker.enqueue(scrape_due_feeds.message())
         wait_until(
@@ -192,8 +181,8 @@ class Bench:
         )
         if self.worker.poll() is not None:
             raise RuntimeError(f"the scraping worker exited; see {self.log.name}")
-        worker_cpu = _group_cpu_seconds(self.worker.pid) - cpu["worker"]
-        server_cpu = _group_cpu_seconds(self.server.pid) - cpu["server"]
+        worker_cpu = local_stack.group_cpu_seconds(self.worker.pid) - cpu["worker"]
+        server_cpu = local_stack.group_cpu_seconds(self.server.pid) - cpu["server"]
         ends = [
             f.started_at + timedelta(milliseconds=f.duration_ms)
             for f in FeedFetch.objects.only("started_at", "duration_ms")

@@ -1,6 +1,6 @@
 """What the benches that run the real programs share: stopping a process group they started, the bench
 database's URL for those programs, the due feeds they poll on benchmarks/feed_server.py, and the memory
-of one of their processes."""
+of one of their processes and the CPU time of a process group."""
 
 from __future__ import annotations
 
@@ -65,3 +65,18 @@ def memory_mb(pid: int) -> tuple[float, float]:
         if key in ("Rss", "Pss"):
             values[key] = int(rest.split()[0]) / 1024
     return values["Rss"], values["Pss"]
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user + system) of a process group: its live processes, and the children they have reaped
+    (a worker's parse children, or a Dramatiq worker process ended by a restart). A difference of two
+    readings is what the group worked in between."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
