@@ -1,5 +1,5 @@
 """A local web site for article-page tests: routes with any status and headers, a delay per route, and
-a count of requests and of connections open at once (what politeness limits)."""
+a count of requests and of requests being answered at once (what politeness limits)."""
 
 from __future__ import annotations
 
@@ -54,13 +54,27 @@ def page_server() -> Iterator[PageServer]:
                 state.user_agents.append(self.headers.get("User-Agent", ""))
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            answering = True
+
+            def answered() -> None:
+                # Counted off before the answer goes out: once a client has it whole, it may start its next
+                # request, which could otherwise arrive before this thread gets to count this one off (under
+                # load it did, and a limit of 2 read as 3).
+                nonlocal answering
+                if answering:
+                    answering = False
+                    with state.lock:
+                        state.in_flight -= 1
+
             try:
                 page = state.pages.get(self.path)
                 if page is None:
+                    answered()
                     self.send_error(404)
                     return
                 if page.delay:
                     time.sleep(page.delay)
+                answered()
                 self.send_response(page.status)
                 self.send_header("Content-Type", page.content_type)
                 self.send_header("Content-Length", str(len(page.body)))
@@ -69,8 +83,7 @@ def page_server() -> Iterator[PageServer]:
                 self.end_headers()
                 self.wfile.write(page.body)
             finally:
-                with state.lock:
-                    state.in_flight -= 1
+                answered()
 
         def log_message(self, *args: object) -> None:
             pass
