@@ -4,6 +4,7 @@ with its own deadline, a stale pooled connection replaced, and no connection cro
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.feeds.address_guard import KEEPALIVE_SECONDS
+from pipeline.feeds.address_guard import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, pooled_transport
 from pipeline.feeds.fetching import FetchError, fetch_feed
+from tests.support.faults import wait_until
 from tests.support.local_http import serve
 
 LOCAL = ("127.0.0.1",)
@@ -146,3 +148,103 @@ def test_idle_connections_are_let_go(server: Server) -> None:
     time.sleep(KEEPALIVE_SECONDS + 0.5)
     fetch_feed(server.url, allowed_private_hosts=LOCAL)
     assert server.seen.connections == 2
+
+
+@dataclass
+class Open:
+    """Connections a server has accepted and not yet seen closed."""
+
+    count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.count += n
+
+
+def _counting_handler(open_connections: Open) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            open_connections.add(1)
+
+        def finish(self) -> None:
+            open_connections.add(-1)
+            super().finish()
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def test_idle_connections_over_many_hosts_stay_within_the_cap() -> None:
+    """Each host has a pool of its own; together they keep at most MAX_IDLE_CONNECTIONS idle sockets,
+    the least recently used host's going first, and the hosts polled last keep theirs for reuse."""
+    open_connections = Open()
+    hosts = MAX_IDLE_CONNECTIONS + 8
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(serve(_counting_handler(open_connections))) + "/feed.xml" for _ in range(hosts)]
+        for url in urls:
+            assert fetch_feed(url, allowed_private_hosts=LOCAL).status == 200
+        transport = pooled_transport(LOCAL)
+        assert transport.idle_connections() <= MAX_IDLE_CONNECTIONS
+        # The servers see the connections of the first hosts closed, and only those.
+        wait_until(lambda: open_connections.count <= MAX_IDLE_CONNECTIONS, timeout=10, what="idle connections closed")
+        accepted = open_connections.count
+        assert fetch_feed(urls[-1], allowed_private_hosts=LOCAL).status == 200  # the last host's connection, again
+        assert open_connections.count == accepted
+
+
+def test_hosts_idle_for_the_keepalive_time_are_let_go_at_the_next_fetch() -> None:
+    open_connections = Open()
+    with serve(_counting_handler(open_connections)) as first, serve(_counting_handler(open_connections)) as second:
+        fetch_feed(f"{first}/feed.xml", allowed_private_hosts=LOCAL)
+        fetch_feed(f"{second}/feed.xml", allowed_private_hosts=LOCAL)
+        assert open_connections.count == 2
+        time.sleep(KEEPALIVE_SECONDS + 0.5)
+        fetch_feed(f"{second}/feed.xml", allowed_private_hosts=LOCAL)  # a new connection: the old one expired
+        wait_until(lambda: open_connections.count == 1, timeout=10, what="expired connections closed")
+
+
+def test_a_cookie_set_by_a_redirect_goes_to_the_next_hop_of_that_fetch_only() -> None:
+    """A cookie wall (a redirect that sets a cookie, then the feed for those who have it): the cookie
+    is sent on the fetch's next hop, and never on another fetch, as no pool or client keeps it."""
+    cookies_seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/wall":
+                self.send_response(302)
+                self.send_header("Set-Cookie", "consent=yes; Path=/")
+                self.send_header("Location", "/feed.xml")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            cookies_seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with serve(Handler) as base_url:
+        through_the_wall = fetch_feed(f"{base_url}/wall", allowed_private_hosts=LOCAL)
+        direct = fetch_feed(f"{base_url}/feed.xml", allowed_private_hosts=LOCAL)
+
+    assert (through_the_wall.status, through_the_wall.content, direct.status) == (200, BODY, 200)
+    assert cookies_seen == ["consent=yes", None]
