@@ -11,7 +11,7 @@ from django.utils import timezone
 from articles.models import Article, Feed, FeedFetch
 from pipeline import actors
 from pipeline.feeds.fetch_log import KEEP_PER_FEED, record_fetches
-from pipeline.feeds.scraping import scrape_feeds
+from pipeline.feeds.scraping import ScrapeOutcome, scrape_feeds
 from pipeline.feeds.storing import save_poll_states
 from tests.conftest import rss
 
@@ -143,3 +143,33 @@ def test_poll_states_are_written_together_and_leave_an_operators_fields_alone(db
     assert second.next_fetch_at == feeds[1].next_fetch_at and second.last_success_at is None
     assert second.fetch_interval == 3600 and second.full_text == Feed.FullText.ALWAYS
     assert not third.is_active and third.disabled_reason.startswith("gone")
+
+
+def test_a_batch_write_keeps_every_value_as_given_and_cuts_one_too_long_for_its_column(db):
+    """The batch writes send their rows as JSON (pipeline/feeds/json_rows.py): quotes, backslashes,
+    newlines and non-ASCII text arrive as they were, timestamps to the microsecond, and a value longer
+    than its column is cut to fit, as a cast to the column's type does, instead of failing the batch."""
+    feeds = Feed.objects.bulk_create(Feed(url=f"https://example.invalid/j{i}.xml") for i in range(2))
+    now = timezone.now().replace(microsecond=123456)
+    awkward = 'HTTP 500 "Oops" \\ back\nslash, naïve café — 新闻'
+    feeds[0].record_failure(awkward, now=now)
+    feeds[1].record_success(now=now, etag='"' + "e" * 600 + '"', last_modified=None, new_url=None)
+
+    save_poll_states(feeds)
+    record_fetches(
+        [
+            ScrapeOutcome(feeds[0].pk, "error", error=awkward, started_at=now, duration_ms=7),
+            ScrapeOutcome(feeds[1].pk, "not_modified", started_at=now, duration_ms=3),
+        ]
+    )
+
+    failed, fine = (Feed.objects.get(pk=f.pk) for f in feeds)
+    assert (failed.last_error, failed.last_error_at, failed.error_count) == (awkward, now, 1)
+    assert fine.etag == '"' + "e" * 499 and fine.last_success_at == now  # etag is a varchar(500)
+    logged = {f.feed_id: f for f in FeedFetch.objects.filter(feed__in=feeds)}
+    assert (logged[feeds[0].pk].error, logged[feeds[0].pk].started_at, logged[feeds[0].pk].duration_ms) == (
+        awkward,
+        now,
+        7,
+    )
+    assert (logged[feeds[1].pk].status, logged[feeds[1].pk].started_at) == ("not_modified", now)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from django.db import connection
 
 from articles.models import FeedFetch
+from pipeline.feeds.json_rows import column, record_columns, rows_json
 from pipeline.feeds.scraping import ScrapeOutcome
 
 # Polls kept per feed: a day of polls at the default 10-minute sweep would be 144; a window of the
@@ -23,6 +24,10 @@ DELETE FROM {table} WHERE id IN (
 )
 """
 
+# One INSERT for a batch's polls, its rows one JSON parameter (pipeline/feeds/json_rows.py).
+_COLUMNS = ["feed_id", "started_at", "status", "bytes", "duration_ms", "entries", "new_articles", "error"]
+_INSERT = "INSERT INTO {table} ({names}) SELECT {values} FROM jsonb_to_recordset(%s::jsonb) AS s({columns})"
+
 
 def record_fetches(outcomes: Sequence[ScrapeOutcome]) -> None:
     """Store polls of existing feeds and drop those feeds' polls beyond the newest KEEP_PER_FEED.
@@ -32,20 +37,30 @@ def record_fetches(outcomes: Sequence[ScrapeOutcome]) -> None:
     polls = [(outcome, outcome.started_at) for outcome in outcomes if outcome.status != "skipped"]
     if not polls:
         return  # nothing was fetched (the feeds are gone or disabled)
-    FeedFetch.objects.bulk_create(
-        FeedFetch(
-            feed_id=outcome.feed_id,
-            started_at=started_at,
-            status=outcome.status,
-            bytes=outcome.bytes,
-            duration_ms=outcome.duration_ms,
-            entries=outcome.entries,
-            new_articles=len(outcome.new_article_ids),
-            error=outcome.error[:2000],
-        )
+    rows = rows_json(
+        {
+            "feed_id": outcome.feed_id,
+            "started_at": started_at,
+            "status": outcome.status,
+            "bytes": outcome.bytes,
+            "duration_ms": outcome.duration_ms,
+            "entries": outcome.entries,
+            "new_articles": len(outcome.new_article_ids),
+            "error": outcome.error[:2000],
+        }
         for outcome, started_at in polls
         if started_at is not None  # every poll has one; a skipped feed was not polled
     )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT.format(
+                table=connection.ops.quote_name(FeedFetch._meta.db_table),
+                names=", ".join(_COLUMNS),
+                values=", ".join(column(FeedFetch, name) for name in _COLUMNS),
+                columns=record_columns(FeedFetch, _COLUMNS),
+            ),
+            [rows],
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             _PRUNE.format(table=connection.ops.quote_name(FeedFetch._meta.db_table)),
