@@ -41,6 +41,17 @@ class Server:
     mode: list[str]
 
 
+def _send_feed(handler: BaseHTTPRequestHandler, etag: str | None = None) -> None:
+    """Answer 200 with the test feed (and `etag`)."""
+    handler.send_response(200)
+    if etag:
+        handler.send_header("ETag", etag)
+    handler.send_header("Content-Type", "application/rss+xml")
+    handler.send_header("Content-Length", str(len(BODY)))
+    handler.end_headers()
+    handler.wfile.write(BODY)
+
+
 @pytest.fixture
 def server() -> Iterator[Server]:
     seen = Seen()
@@ -77,12 +88,7 @@ def server() -> Iterator[Server]:
                 self.send_header("ETag", ETAG)
                 self.end_headers()
                 return
-            self.send_response(200)
-            self.send_header("ETag", ETAG)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
+            _send_feed(self, ETAG)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -175,11 +181,7 @@ def _counting_handler(open_connections: Open) -> type[BaseHTTPRequestHandler]:
             super().finish()
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
+            _send_feed(self)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -233,11 +235,7 @@ def test_a_cookie_set_by_a_redirect_goes_to_the_next_hop_of_that_fetch_only() ->
                 self.end_headers()
                 return
             cookies_seen.append(self.headers.get("Cookie"))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
+            _send_feed(self)
 
         def log_message(self, *args: Any) -> None:
             pass
