@@ -10,7 +10,7 @@ from django.utils import timezone
 from articles.models import Article, Feed
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import actors
-from pipeline.feeds.parsing import parse_feed
+from pipeline.feeds.parsing import ParsedEntry, parse_feed
 from pipeline.feeds.scraping import scrape_feed
 from pipeline.feeds.storing import upsert_entries
 from tests.conftest import rss
@@ -88,6 +88,29 @@ def test_upsert_is_idempotent_per_feed_guid(feed):
     entries = parse_feed(rss([("g", "T", "S")]), base_url=feed.url).entries
     assert len(upsert_entries(feed, entries)) == 1
     assert upsert_entries(feed, entries) == []
+
+
+def test_upserted_entries_keep_every_value_as_given(feed):
+    """Entries go to Postgres as JSON rows (pipeline/feeds/json_rows.py): quotes, backslashes, newlines
+    and non-ASCII text arrive as they were, dates to the microsecond, a missing date as NULL."""
+    awkward = 'Rates "held" \\ again\nnaïve café — 新闻'
+    published = timezone.now().replace(microsecond=654321)
+    dated = ParsedEntry("g-1", "https://example.org/a?x=1&y=2", awkward, awkward, f"<p>{awkward}</p>", "Zoë", published)
+    undated = ParsedEntry("g-2", "", "", "", "", "", None)
+
+    ids = upsert_entries(feed, [dated, undated])
+
+    first, second = (Article.objects.get(pk=pk) for pk in ids)
+    assert (first.guid, first.url, first.title, first.summary, first.content, first.author, first.published_at) == (
+        "g-1",
+        "https://example.org/a?x=1&y=2",
+        awkward,
+        awkward,
+        f"<p>{awkward}</p>",
+        "Zoë",
+        published,
+    )
+    assert (second.guid, second.title, second.published_at) == ("g-2", "", None)
 
 
 def test_claimed_due_feeds_are_not_claimed_again(db):

@@ -51,18 +51,16 @@ def record_fetches(outcomes: Sequence[ScrapeOutcome]) -> None:
         for outcome, started_at in polls
         if started_at is not None  # every poll has one; a skipped feed was not polled
     )
+    table = connection.ops.quote_name(FeedFetch._meta.db_table)
+    insert = _INSERT.format(
+        table=table,
+        names=", ".join(_COLUMNS),
+        values=", ".join(column(FeedFetch, name) for name in _COLUMNS),
+        columns=record_columns(FeedFetch, _COLUMNS),
+    )
     with connection.cursor() as cursor:
+        cursor.execute(insert, [rows])
         cursor.execute(
-            _INSERT.format(
-                table=connection.ops.quote_name(FeedFetch._meta.db_table),
-                names=", ".join(_COLUMNS),
-                values=", ".join(column(FeedFetch, name) for name in _COLUMNS),
-                columns=record_columns(FeedFetch, _COLUMNS),
-            ),
-            [rows],
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _PRUNE.format(table=connection.ops.quote_name(FeedFetch._meta.db_table)),
+            _PRUNE.format(table=table),
             {"feeds": sorted({outcome.feed_id for outcome, _ in polls}), "keep": KEEP_PER_FEED},
         )

@@ -1,9 +1,10 @@
 """Many rows as one query parameter: a JSON array that Postgres reads back with jsonb_to_recordset.
 
-The batch writes of a poll (the feeds' states, the poll log) send their rows this way rather than as one
-array per column: Django's psycopg cursor binds parameters on the client, and quoting arrays element by
-element runs in Python, where encoding the rows as JSON runs in C (a batch of 20 feeds' states cost 0.63
-ms of CPU as arrays, 0.33 ms as JSON, /tmp micro-benchmark on the bench database).
+The batch writes of a poll (a feed's new entries, the feeds' states, the poll log) send their rows this
+way rather than as one array per column: Django's psycopg cursor binds parameters on the client, and
+quoting arrays element by element runs in Python, where encoding the rows as JSON runs in C. CPU per
+batch, arrays then JSON (/tmp micro-benchmarks on the bench database, DEBUG=0): 20 entries 1.41 -> 0.77
+ms, 20 feeds' states 0.63 -> 0.45 ms, 20 polls logged 1.42 -> 0.53 ms (that one an ORM bulk_create).
 """
 
 from __future__ import annotations

@@ -13,14 +13,16 @@ from articles.models import Article, Feed
 from pipeline.feeds import json_rows
 from pipeline.feeds.parsing import ParsedEntry
 
+# The entries are one JSON parameter (pipeline/feeds/json_rows.py), read as text as the columns were
+# before: a value too long for its column fails here as it did (the parser bounds every field).
 _INSERT_ENTRIES = """
 INSERT INTO {table} (
     feed_id, guid, url, title, summary, content, author, published_at, fetched_at,
     status, processing_error, classified_by
 )
 SELECT %s, e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at, %s, %s, '', ''
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
-    AS e(guid, url, title, summary, content, author, published_at)
+FROM jsonb_to_recordset(%s::jsonb)
+    AS e(guid text, url text, title text, summary text, content text, author text, published_at timestamptz)
 ON CONFLICT (feed_id, guid) DO NOTHING
 RETURNING id
 """
@@ -35,15 +37,21 @@ def upsert_entries(feed: Feed, entries: Sequence[ParsedEntry], *, now: datetime 
     if not entries:
         return []
     now = now or timezone.now()
-    columns: list[list[object]] = [[], [], [], [], [], [], []]
-    for e in entries:
-        for column, value in zip(
-            columns, (e.guid, e.url, e.title, e.summary, e.content, e.author, e.published_at), strict=True
-        ):
-            column.append(value)
+    rows = json_rows.rows_json(
+        {
+            "guid": e.guid,
+            "url": e.url,
+            "title": e.title,
+            "summary": e.summary,
+            "content": e.content,
+            "author": e.author,
+            "published_at": e.published_at,
+        }
+        for e in entries
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            _INSERT_ENTRIES.format(table=Article._meta.db_table), [feed.pk, now, Article.Status.PENDING, *columns]
+            _INSERT_ENTRIES.format(table=Article._meta.db_table), [feed.pk, now, Article.Status.PENDING, rows]
         )
         return sorted(row[0] for row in cursor.fetchall())
 
