@@ -68,15 +68,24 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 
 def group_cpu_seconds(group: int) -> float:
-    """CPU time (user + system) of a process group: its live processes, and the children they have reaped
-    (a worker's parse children, or a Dramatiq worker process ended by a restart). A difference of two
-    readings is what the group worked in between."""
-    ticks = 0
+    """CPU time (user + system) of a process group and its descendants: its live processes, the children
+    they started in sessions of their own (a worker's parse children, budget.py), and the children they
+    have reaped (a parse child replaced, a Dramatiq worker process ended by a restart). A difference of
+    two readings is what the group worked in between."""
+    processes: dict[int, tuple[int, int, int]] = {}  # pid -> (parent, group, ticks)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        # utime, stime, cutime, cstime
+        processes[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), sum(int(f) for f in fields[11:15]))
+    # Descendants by parent pid: the parse children have a session (and process group) of their own.
+    members = {pid for pid, (_, pgrp, _) in processes.items() if pgrp == group}
+    grown = True
+    while grown:
+        found = {pid for pid, (parent, _, _) in processes.items() if parent in members} - members
+        members |= found
+        grown = bool(found)
+    ticks = sum(processes[pid][2] for pid in members)
     return ticks / os.sysconf("SC_CLK_TCK")
