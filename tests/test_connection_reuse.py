@@ -8,13 +8,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
-from pipeline.feeds.address_guard import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, pooled_transport
+from pipeline.feeds.address_guard import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, MAX_IDLE_PER_HOST, pooled_transport
 from pipeline.feeds.fetching import FetchError, fetch_feed
 from tests.support.faults import wait_until
 from tests.support.local_http import serve
@@ -37,7 +38,7 @@ class Server:
     seen: Seen
     # What the handler does: "answer"; "drop-reused" (answer a connection's first request, close on the
     # next without answering, as a server whose idle timeout fires); "drop-all"; "slow-second" (the
-    # second request on a connection waits 3 s).
+    # second request on a connection waits 3 s); "slow" (every request waits 0.5 s).
     mode: list[str]
 
 
@@ -73,7 +74,7 @@ def server() -> Iterator[Server]:
             if mode[0] == "drop-all" or (mode[0] == "drop-reused" and self.served > 1):
                 self.close_connection = True
                 return
-            if mode[0] == "slow-second" and self.served > 1:
+            if mode[0] == "slow" or (mode[0] == "slow-second" and self.served > 1):
                 time.sleep(3)
             if self.path == "/moved":
                 page = b"<p>Moved to <a href='/feed.xml'>the feed</a></p>"
@@ -133,6 +134,26 @@ def test_a_pooled_connection_the_server_closed_is_replaced(server: Server) -> No
     # The pooled connection's request gets no answer: sent again, once, on a new connection.
     assert fetch_feed(server.url, allowed_private_hosts=LOCAL).status == 200
     assert (server.seen.connections, server.seen.requests) == (2, 3)
+
+
+def test_concurrent_polls_of_a_host_each_get_a_connection_and_a_few_are_kept(server: Server) -> None:
+    """Polls in flight at once never wait for each other's connection; once they are done the host
+    keeps MAX_IDLE_PER_HOST of them for the next polls, and closes the rest."""
+    server.mode[0] = "slow"
+
+    def poll_at_once(polls: int) -> None:
+        with ThreadPoolExecutor(polls) as threads:
+            statuses = list(
+                threads.map(lambda _: fetch_feed(server.url, allowed_private_hosts=LOCAL).status, range(polls))
+            )
+        assert statuses == [200] * polls
+
+    burst = MAX_IDLE_PER_HOST + 4
+    poll_at_once(burst)
+    assert server.seen.connections == burst
+    # One more than were kept: the kept ones are reused, one is opened.
+    poll_at_once(MAX_IDLE_PER_HOST + 1)
+    assert (server.seen.connections, server.seen.requests) == (burst + 1, burst + MAX_IDLE_PER_HOST + 1)
 
 
 def test_a_new_connection_closed_without_an_answer_is_the_servers_answer(server: Server) -> None:

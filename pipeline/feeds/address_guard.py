@@ -321,12 +321,10 @@ class GuardedTransport(httpx.BaseTransport):
     """The pooled connections of one allow-list: a pool per origin (scheme, host, port), each on
     `backend`, so every connection is opened through the guard.
 
-    Per origin because httpcore's pool walks every connection it holds, under one lock, on each request
-    and on each response closed: one pool for every host (48 connections at 16 poll threads) made that
-    walk a quarter of the CPU a 304 poll cost (py-spy on the scraping bench's 304 pass). A host's pool
-    holds that host's few connections. The origins are let go as their connections would be: a pool
-    with nothing in flight for KEEPALIVE_SECONDS is closed, and past MAX_IDLE_CONNECTIONS over all
-    origins the least recently used idle pools are closed first."""
+    Per origin so that a request only looks at its host's few connections (_Connections). The origins
+    are let go as their connections would be: a pool with nothing in flight for KEEPALIVE_SECONDS is
+    closed, and past MAX_IDLE_CONNECTIONS over all origins the least recently used idle pools are
+    closed first."""
 
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
@@ -361,19 +359,10 @@ class GuardedTransport(httpx.BaseTransport):
 
     def idle_connections(self) -> int:
         """Connections held open with no request on them, over every origin (for tests and the sweep)."""
-        return sum(max(0, len(o.transport.pool.connections) - o.in_flight) for o in list(self._origins.values()))
+        return sum(o.transport.pool.idle_count() for o in list(self._origins.values()))
 
     def _pool(self) -> _OriginTransport:
-        return _OriginTransport(
-            httpcore.ConnectionPool(
-                ssl_context=shared_tls_context(),
-                network_backend=self._backend,
-                # No cap on connections in use: a fetch must never wait for another's slow one.
-                max_connections=None,
-                max_keepalive_connections=MAX_IDLE_PER_HOST,
-                keepalive_expiry=KEEPALIVE_SECONDS,
-            )
-        )
+        return _OriginTransport(_Connections(self._backend))
 
     def _release(self, origin: _Origin) -> None:
         with self._lock:
@@ -399,21 +388,119 @@ class GuardedTransport(httpx.BaseTransport):
             if excess <= 0:
                 break
             if key in self._origins:
-                excess -= len(origin.transport.pool.connections)
+                excess -= origin.transport.pool.idle_count()
                 self._origins.pop(key).transport.close()
 
 
 class _OriginTransport(httpx.HTTPTransport):
     """httpx's transport on a pool of ours (it offers no parameter for a network backend, and
-    handle_request only uses self._pool, stable in httpx 0.2x)."""
+    handle_request only uses self._pool.handle_request, stable in httpx 0.2x)."""
 
-    def __init__(self, pool: httpcore.ConnectionPool) -> None:
+    def __init__(self, pool: _Connections) -> None:
         super().__init__(verify=shared_tls_context(), trust_env=False)
-        self._pool = pool
+        self._pool = pool  # type: ignore[assignment]  # what httpx calls: handle_request and close
 
     @property
-    def pool(self) -> httpcore.ConnectionPool:
-        return self._pool
+    def pool(self) -> _Connections:
+        return self._pool  # type: ignore[return-value]
+
+
+class _Connections:
+    """One origin's keep-alive connections, in place of httpcore's ConnectionPool: a request takes the
+    most recently used idle connection (checking only that one is still open) or opens a new one, and
+    its connection comes back when the response is closed.
+
+    httpcore's pool, on every request, walks all its connections under a lock and asks each idle one
+    whether the server closed it: a poll() system call per connection, each letting go of the GIL and
+    waiting to get it back behind the other poll threads. On the scraping bench's 304 pass that was
+    most of what a fetch cost beyond the HTTP itself. No cap on connections in use (a fetch never waits
+    for another's slow one); at most MAX_IDLE_PER_HOST kept idle."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._idle: list[httpcore.HTTPConnection] = []
+        self._closed = False
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        while True:
+            connection = self._take(request.url.origin)
+            try:
+                response = connection.handle_request(request)
+            except httpcore.ConnectionNotAvailable:
+                # Closed between the check and the request: another one (at worst a new one).
+                connection.close()
+                continue
+            except BaseException:
+                connection.close()
+                raise
+            assert isinstance(response.stream, Iterable)
+            response.stream = _GivenBack(response.stream, connection, self._give_back)
+            return response
+
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _take(self, origin: httpcore.Origin) -> httpcore.HTTPConnection:
+        while True:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                return httpcore.HTTPConnection(
+                    origin=origin,
+                    ssl_context=shared_tls_context(),
+                    keepalive_expiry=KEEPALIVE_SECONDS,
+                    network_backend=self._backend,
+                )
+            # has_expired: past its keep-alive, or readable while idle (the server closed it).
+            if connection.is_available() and not connection.has_expired():
+                return connection
+            connection.close()
+
+    def _give_back(self, connection: httpcore.HTTPConnection) -> None:
+        # Idle once the whole response was read (httpcore closes one left half read).
+        if connection.is_idle() and not connection.is_closed():
+            with self._lock:
+                if not self._closed and len(self._idle) < MAX_IDLE_PER_HOST:
+                    self._idle.append(connection)
+                    return
+        connection.close()
+
+
+class _GivenBack:
+    """A response body (httpcore's) that gives its connection back once closed."""
+
+    def __init__(
+        self,
+        inner: Iterable[bytes],
+        connection: httpcore.HTTPConnection,
+        give_back: Callable[[httpcore.HTTPConnection], None],
+    ) -> None:
+        self._inner = inner
+        self._connection = connection
+        self._give_back = give_back
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._inner
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._give_back(self._connection)
 
 
 @dataclass
@@ -451,7 +538,7 @@ def _transport_for(allowed_private_hosts: tuple[str, ...]) -> GuardedTransport:
 
 def pooled_transport(allowed_private_hosts: Collection[str]) -> GuardedTransport:
     """This process's transport for `allowed_private_hosts`: its connection pools (one per origin),
-    shared by every thread's fetches (httpcore's pools are thread-safe). Never closed: it lives as long
+    shared by every thread's fetches (each connection serves one request at a time). Never closed: it lives as long
     as the process.
 
     Per policy, so a connection opened under a wider allow-list is never handed to a fetch with a
