@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from articles.models import Article, Feed
 from articles.services import claim_due_feeds, claim_pending_articles
 from pipeline import actors
 from pipeline.feeds.parsing import ParsedEntry, parse_feed
-from pipeline.feeds.scraping import scrape_feed
+from pipeline.feeds.scraping import ScrapeOutcome, scrape_feed
 from pipeline.feeds.storing import upsert_entries
 from tests.conftest import rss
 
@@ -157,3 +158,12 @@ def test_sweep_actor_queues_the_due_feeds(feed, broker, django_capture_on_commit
         result = actors.scrape_due_feeds()
     assert result["feeds"] == [feed.pk] and len(result["follow_up_task_ids"]) == 1
     assert broker.client.llen(f"{broker.namespace}:scraping") == 1
+
+
+def test_an_outcome_in_a_task_result_has_every_field_but_the_poll_log_timestamp():
+    """as_dict is spelled out (dataclasses.asdict was slow): a field added later must not go missing."""
+    outcome = ScrapeOutcome(7, "ok", entries=2, new_article_ids=[1, 2], error="", bytes=10, duration_ms=3,
+                            started_at=timezone.now())  # fmt: skip
+    result = outcome.as_dict()
+    assert set(result) == {f.name for f in fields(ScrapeOutcome)} - {"started_at"}
+    assert result["new_article_ids"] == [1, 2] and result["new_article_ids"] is not outcome.new_article_ids

@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -35,9 +35,17 @@ class ScrapeOutcome:
     started_at: datetime | None = None  # for the poll log (not in the task's JSON result)
 
     def as_dict(self) -> dict[str, object]:
-        result = asdict(self)
-        del result["started_at"]
-        return result
+        # Spelled out: dataclasses.asdict deep-copies field by field, and a batch builds 20 of these for
+        # its result (~4 % of a worker's time on the scraping bench's 304 pass, py-spy --gil).
+        return {
+            "feed_id": self.feed_id,
+            "status": self.status,
+            "entries": self.entries,
+            "new_article_ids": list(self.new_article_ids),
+            "error": self.error,
+            "bytes": self.bytes,
+            "duration_ms": self.duration_ms,
+        }
 
 
 def scrape_feed(feed_id: int) -> ScrapeOutcome:
