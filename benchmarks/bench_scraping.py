@@ -19,7 +19,9 @@ section alone (benchmarks/scale.py).
   feeds send back their validators and every answer is a 304.
 - Checks per round: articles in Postgres = feeds × 20 after both passes, the server's count of 200s
   and 304s, no feed with an error.
-- Profile: one more first pass with py-spy attached to the worker process (benchmarks/scrape_profile.py).
+- Beside it, in the same rounds: the reference worker (one feed a message, as before feed batches) and the
+  project's worker with one process (`-p 1`) instead of supervisord.conf's one per core.
+- Profile: one more first pass with py-spy attached to the worker's processes (benchmarks/scrape_profile.py).
 
 Per-host politeness (HOST_MAX_CONCURRENT_REQUESTS, HOST_MIN_INTERVAL_MS, pipeline/taskqueue/politeness.py)
 gates article-page fetches only (scrape_article); feed polls do not go through it, so the number of hosts
@@ -55,6 +57,9 @@ PROFILE_FEEDS = 100 if QUICK else 1000
 # the quick run, where it would double the time.
 REFERENCE_SETTINGS = "benchmarks.scraping_reference_settings"
 REFERENCE = not QUICK
+# And the project's worker with one process (`-p 1`, the default before 2026-12-04) in the same rounds: what
+# the process per core adds, measured beside it.
+ONE_PROCESS = not QUICK
 WARM_UP_FEEDS = 20
 HOSTS = [f"127.0.0.{i}" for i in range(2, 10)]
 ITEMS = 20
@@ -63,12 +68,15 @@ PASS_TIMEOUT_SECONDS = 1800
 KEEP_FILES = os.environ.get("BENCH_SCRAPING_KEEP", "") not in ("", "0")
 
 
-def worker_command() -> list[str]:
-    """The scraping worker's command line from scripts/supervisord.conf, run with this interpreter."""
+def worker_command(processes: int | None = None) -> list[str]:
+    """The scraping worker's command line from scripts/supervisord.conf, run with this interpreter
+    (with `-p processes` in place of its own when given)."""
     config = configparser.RawConfigParser()
     config.read(ROOT / "scripts" / "supervisord.conf")
-    argv = shlex.split(config["program:worker-scraping"]["command"])
-    return [sys.executable, *argv[1:]]
+    argv = [sys.executable, *shlex.split(config["program:worker-scraping"]["command"])[1:]]
+    if processes is not None:
+        argv[argv.index("-p") + 1] = str(processes)
+    return argv
 
 
 class Bench:
@@ -100,9 +108,9 @@ class Bench:
         self.port = int(self.server.stdout.readline())  # type: ignore[union-attr]
         self.worker: subprocess.Popen[bytes] | None = None
 
-    def start_worker(self, settings_module: str | None = None) -> None:
-        """Start the scraping worker (with `settings_module` instead of the project's) and warm it up:
-        its start-up (Django, the parse pool) is not counted."""
+    def start_worker(self, settings_module: str | None = None, processes: int | None = None) -> None:
+        """Start the scraping worker (with `settings_module` instead of the project's, `-p processes`
+        instead of supervisord.conf's) and warm it up: its start-up (Django, the parse pool) is not counted."""
         self.stop_worker()
         env = {
             **os.environ,
@@ -115,17 +123,22 @@ class Bench:
             "TRANSFORMERS_OFFLINE": "1",
         }
         self.worker = subprocess.Popen(
-            worker_command(), cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            worker_command(processes),
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.reset(WARM_UP_FEEDS)
         self.scrape_pass(WARM_UP_FEEDS)
 
-    def worker_process(self) -> int:
-        """The pid of the Dramatiq worker process (the child of its main process) that runs the actors."""
+    def worker_processes(self) -> list[int]:
+        """The pids of the Dramatiq worker processes (the children of its main process) that run the actors."""
         from tests.support.faults import children_of, wait_until
 
         assert self.worker is not None
-        return wait_until(lambda: children_of(self.worker.pid), timeout=60, what="worker process")[0]
+        return wait_until(lambda: children_of(self.worker.pid), timeout=60, what="worker processes")
 
     def stop_worker(self) -> None:
         local_stack.stop_group(self.worker)
@@ -234,17 +247,18 @@ class Bench:
 
     def profiled_pass(self, feeds: int, *, second: bool = False) -> scrape_profile.Profile | None:
         """A first pass (or, with `second`, the 304 pass after an unrecorded first pass) with py-spy
-        recording the worker process and its parse children throughout."""
+        recording the worker processes and their parse children throughout."""
         pyspy = scrape_profile.pyspy_path()
         if pyspy is None:
             return None
-        pid = self.worker_process()
+        assert self.worker is not None
+        workers = self.worker_processes()
         self.reset(feeds)
         if second:
             self.scrape_pass(feeds)
         out = self.dir / f"pyspy-{'second' if second else 'first'}.txt"
         recorder = subprocess.Popen(
-            [pyspy, "record", "--pid", str(pid), "--idle", "--subprocesses", "--rate", "100", "--format", "raw",
+            [pyspy, "record", "--pid", str(self.worker.pid), "--idle", "--subprocesses", "--rate", "100", "--format", "raw",
              "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -255,7 +269,7 @@ class Bench:
         finally:
             recorder.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
             recorder.wait(60)
-        return scrape_profile.read_profile(out.read_text(), pid)
+        return scrape_profile.read_profile(out.read_text(), workers, self.worker.pid)
 
 
 def _spread(rounds: list[dict[str, float]], key: str) -> tuple[float, float, float]:
@@ -277,8 +291,8 @@ def _profile_section(profile: scrape_profile.Profile | None, what: str) -> tuple
     busy = sum(profile.busy_leaves.values()) or 1
     top = profile.busy_leaves.most_common(10)
     lines = [
-        f"**Profile of the {what}**: py-spy at 100 Hz on the worker process, {profile.total:,} samples of its "
-        "4 worker threads (idle or not). Share of the worker threads' time:",
+        f"**Profile of the {what}**: py-spy at 100 Hz on the {len(profile.worker_pids)} worker processes, "
+        f"{profile.total:,} samples of their worker threads (idle or not). Share of the worker threads' time:",
         "",
         "| where | share |",
         "|---|---|",
@@ -361,6 +375,7 @@ def run() -> dict:
     bench = Bench(max(feeds for feeds, _ in SIZES))
     results: dict[int, list[dict[str, float]]] = {}
     reference: list[dict[str, float]] = []
+    one_process: list[dict[str, float]] = []
     try:
         for index, (feeds, rounds) in enumerate(SIZES):
             results[feeds] = []
@@ -369,7 +384,11 @@ def run() -> dict:
                     bench.start_worker(REFERENCE_SETTINGS)
                     reference.append(bench.round(feeds))
                     print(f"  reference {feeds} feeds: {reference[-1]}", flush=True)
-                if bench.worker is None or (REFERENCE and index == 0):
+                if ONE_PROCESS and index == 0:
+                    bench.start_worker(processes=1)
+                    one_process.append(bench.round(feeds))
+                    print(f"  one process {feeds} feeds: {one_process[-1]}", flush=True)
+                if bench.worker is None or ((REFERENCE or ONE_PROCESS) and index == 0):
                     bench.start_worker()
                 results[feeds].append(bench.round(feeds))
                 print(f"  {feeds} feeds: {results[feeds][-1]}", flush=True)
@@ -407,6 +426,12 @@ def run() -> dict:
         }
         for key, values in speedups.items():
             figures[key] = {"median": round(statistics.median(values), 2), "per_round": [round(v, 2) for v in values]}
+    if one_process:
+        feeds = SIZES[0][0]
+        summary = _summary(feeds, one_process)
+        figures["one_process"] = summary
+        table.append(_row("one worker process (`-p 1`): ", feeds, one_process, summary))
+        checks.append(f"one process: {summary['answers_200_then_304']}, {summary['errors']} errors")
     for feeds, rounds in results.items():
         summary = _summary(feeds, rounds)
         figures[f"feeds_{feeds}"] = summary
@@ -437,7 +462,7 @@ def run() -> dict:
         )
     notes = (
         f"Run {started}, `{command}`. One scraping worker as `make run` starts it "
-        f"(`{figures['worker_command']}`, from scripts/supervisord.conf; docker-compose.yml runs `-t 8`), fed by "
+        f"(`{figures['worker_command']}`, from scripts/supervisord.conf, as docker-compose.yml runs it), fed by "
         "the real due-feed sweep (one `scrape_due_feeds` message per pass, which sends the feeds in batches of "
         "FEED_POLL_BATCH_SIZE), on a Redis of its own. Feeds from "
         f"benchmarks/feed_server.py (its own process) on {len(HOSTS)} loopback addresses, {ITEMS} items each "
@@ -449,7 +474,7 @@ def run() -> dict:
         + "; ".join(checks)
         + ". Per-host politeness (2 in flight, 1 s apart) gates article pages only, not feed polls, so the "
         "number of hosts does not limit this. " + speedup_text + "CPU per feed: user and system time of the "
-        "worker's process group (the worker process and its parse children) and of the feed server's over a "
+        "worker's processes (its worker processes and their parse children) and of the feed server's over a "
         "pass, divided by its feeds; the worker's share of a 304 poll against its share of a first poll is what "
         "bounds the 2nd / 1st speed, the server's runs on the same 2 cores. The machine was shared with other "
         "engineers' work: compare figures within this run.\n\n" + "\n".join(profile_lines)

@@ -1,7 +1,8 @@
 """Where a scraping worker's time goes, read from a py-spy profile (`py-spy record --idle --format raw`).
 
-py-spy samples every thread of the worker process at a fixed rate, idle or not (--idle), and the parse
-children it runs feeds through (--subprocesses). Each raw line is one distinct stack, outermost frame
+py-spy samples every thread of the worker's processes at a fixed rate, idle or not (--idle): attached
+to Dramatiq's main process with --subprocesses, it samples each worker process and the parse children
+they run feeds through. Each raw line is one distinct stack, outermost frame
 first, and how many samples had it. A worker thread's sample counts for one of the shares below by the
 first rule its stack matches, so a share is the part of the worker threads' wall-clock time spent there;
 a thread with no message in hand is idle (waiting for the next one).
@@ -13,6 +14,7 @@ import re
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +54,7 @@ _PROCESS = re.compile(r"^process (?P<pid>\d+):")
 
 @dataclass
 class Profile:
-    worker_pid: int
+    worker_pids: frozenset[int]
     samples: Counter[str] = field(default_factory=Counter)  # share -> samples of worker threads
     busy_leaves: Counter[str] = field(default_factory=Counter)  # innermost frame of busy worker threads
     child_leaves: Counter[str] = field(default_factory=Counter)  # innermost frame of parse children, on CPU
@@ -74,8 +76,10 @@ def pyspy_path() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def read_profile(text: str, worker_pid: int) -> Profile:
-    profile = Profile(worker_pid)
+def read_profile(text: str, worker_pids: Collection[int], main_pid: int) -> Profile:
+    """The profile of the worker processes `worker_pids`; stacks of other processes under Dramatiq's main
+    process `main_pid` are their parse children's (the main process's own are left out)."""
+    profile = Profile(frozenset(worker_pids))
     for line in text.splitlines():
         match = _LINE.match(line.strip())
         if not match:
@@ -84,8 +88,10 @@ def read_profile(text: str, worker_pid: int) -> Profile:
         frames = stack.split(";")
         # With --subprocesses each stack starts with its process and its parents: the last one is its own.
         processes = [m for m in map(_PROCESS.match, frames) if m]
-        pid = int(processes[-1]["pid"]) if processes else worker_pid
-        if pid != worker_pid:
+        pid = int(processes[-1]["pid"]) if processes else main_pid
+        if pid == main_pid:
+            continue
+        if pid not in profile.worker_pids:
             # A parse child: only its samples on CPU say what parsing costs (idle ones wait for work).
             if "read_frame (" not in stack:
                 profile.child_samples += count

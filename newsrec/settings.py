@@ -332,7 +332,8 @@ PROCESSING_BATCH_SIZE = env_int("PROCESSING_BATCH_SIZE", 32)
 FEED_PARSE_CPU_SECONDS = env_int("FEED_PARSE_CPU_SECONDS", 5)
 FEED_PARSE_WALL_SECONDS = env_int("FEED_PARSE_WALL_SECONDS", 30)
 # Child processes per worker process (callers beyond wait for one), and each one's address-space cap.
-FEED_PARSE_PROCESSES = env_int("FEED_PARSE_PROCESSES", 4)
+# 2 per process: the scraping worker runs a process per core (-p 2), so 4 parsers on 2 cores.
+FEED_PARSE_PROCESSES = env_int("FEED_PARSE_PROCESSES", 2)
 FEED_PARSE_MEMORY_MB = env_int("FEED_PARSE_MEMORY_MB", 1024)
 
 # Periodic batches (cron expressions, UTC). The scheduler only enqueues; the actors sweep the database.

@@ -48,6 +48,7 @@ from tests.support.faults import (  # noqa: E402 - after the path set-up
     starts,
     wait_until,
     worker_process_of,
+    worker_processes_of,
 )
 
 SETTLE_TIMEOUT = 420  # seconds for a batch to be fully processed after its fault
@@ -87,6 +88,12 @@ class Run:
     def worker(self, queue: str) -> int:
         return wait_until(
             lambda: worker_process_of(self.supervisor.pid, queue), timeout=120, what=f"{queue} worker process"
+        )
+
+    def workers(self, queue: str) -> list[int]:
+        """Every worker process of the program consuming `queue`."""
+        return wait_until(
+            lambda: worker_processes_of(self.supervisor.pid, queue), timeout=120, what=f"{queue} worker processes"
         )
 
     def start_batch(self, *, delay: float = 0.0) -> SlowFeedServer:
@@ -149,9 +156,10 @@ class Run:
 # --- The faults ---
 
 
-def _kill_worker_and_count(run: Run, feeds, child: int, queue: str, name: str, started: float) -> Outcome:  # type: ignore[no-untyped-def]
-    """SIGKILL a worker process with messages in hand, let the stack recover, and count the batch."""
-    os.kill(child, signal.SIGKILL)
+def _kill_worker_and_count(run: Run, feeds, children: list[int], queue: str, name: str, started: float) -> Outcome:  # type: ignore[no-untyped-def]
+    """SIGKILL worker processes with messages in hand, let the stack recover, and count the batch."""
+    for child in children:
+        os.kill(child, signal.SIGKILL)
     killed = time.time()
     held = held_by_workers(run.stack.redis.client()).get(queue, set())
     run.settle(feeds.items)
@@ -176,17 +184,17 @@ def kill_processing_worker(run: Run) -> Outcome:
         interval=0.05,
         what="processing worker in the middle of a batch",
     )
-    return _kill_worker_and_count(run, feeds, child, "processing", "SIGKILL processing worker mid-batch", started)
+    return _kill_worker_and_count(run, feeds, [child], "processing", "SIGKILL processing worker mid-batch", started)
 
 
 def kill_scraping_worker(run: Run) -> Outcome:
     started = time.monotonic()
     feeds = run.start_batch(delay=10.0)  # every first fetch takes 10 s: the kill lands mid-fetch
-    child = run.worker("scraping")
-    # As many fetches under way as the worker has threads (-t 4 in supervisord.conf).
+    children = run.workers("scraping")  # -p 2 in supervisord.conf: both, wherever the batches are
+    # As many fetches under way as a worker process has threads (-t 4 in supervisord.conf).
     in_flight = min(run.feeds_per_batch, 4)
     wait_until(lambda: sum(feeds.hits.values()) >= in_flight, timeout=120, what=f"{in_flight} feeds being fetched")
-    return _kill_worker_and_count(run, feeds, child, "scraping", "SIGKILL scraping worker mid-fetch", started)
+    return _kill_worker_and_count(run, feeds, children, "scraping", "SIGKILL scraping worker mid-fetch", started)
 
 
 def restart_redis(run: Run) -> Outcome:

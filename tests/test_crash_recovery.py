@@ -28,6 +28,7 @@ from tests.support.faults import (
     starts,
     wait_until,
     worker_process_of,
+    worker_processes_of,
 )
 
 # Dramatiq's redelivery bound the issue asks for.
@@ -192,7 +193,10 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
             what="the processing worker's first batch",
         )
         fresh.manage("scrape")
-        scraping_child = wait_until(lambda: worker_child("scraping"), timeout=60, what="scraping worker")
+        # Each of its worker processes (-p 2): the batch is in one of them.
+        scraping_children = wait_until(
+            lambda: worker_processes_of(supervisor.pid, "scraping"), timeout=60, what="scraping worker"
+        )
         # All four first fetches under way (each takes 25 s), and processing in the middle of a batch.
         wait_until(lambda: sum(feeds.hits.values()) >= 4, timeout=60, what="the four feeds being fetched")
         wait_until(
@@ -205,7 +209,8 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
             what="the processing worker in the middle of a batch",
         )
         os.kill(processing_child, signal.SIGKILL)
-        os.kill(scraping_child, signal.SIGKILL)
+        for child in scraping_children:
+            os.kill(child, signal.SIGKILL)
         killed_at = time.time()
         held = held_by_workers(fresh.redis.client())
         assert held.get("scraping"), held  # the batch of four feeds in flight (one message: FEED_POLL_BATCH_SIZE)
@@ -213,7 +218,7 @@ def test_workers_killed_mid_batch_get_their_messages_back_and_nothing_runs_twice
 
         # supervisord starts both again (Dramatiq's main process exits when its worker process dies).
         wait_until(
-            lambda: (worker_child("scraping") or scraping_child) != scraping_child,
+            lambda: (worker_child("scraping") or scraping_children[0]) not in scraping_children,
             timeout=60,
             what="scraping worker restarted",
         )

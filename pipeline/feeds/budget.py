@@ -43,7 +43,7 @@ T = TypeVar("T")
 # Used when Django is not configured (plain scripts); with Django, the settings of the same names win.
 DEFAULT_CPU_SECONDS = 5.0
 DEFAULT_WALL_SECONDS = 30.0
-DEFAULT_PROCESSES = 4
+DEFAULT_PROCESSES = 2
 DEFAULT_MEMORY_MB = 1024
 # A child is replaced after this many calls, so memory it grew on one large input is given back.
 CALLS_PER_CHILD = 200

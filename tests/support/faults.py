@@ -85,12 +85,18 @@ def children_running(pid: int, text: str) -> list[int]:
 
 
 def worker_process_of(supervisor_pid: int, queue: str) -> int | None:
-    """The worker process (child of Dramatiq's main process) of the program consuming `queue`."""
+    """A worker process (child of Dramatiq's main process) of the program consuming `queue`: its first."""
+    processes = worker_processes_of(supervisor_pid, queue)
+    return processes[0] if processes else None
+
+
+def worker_processes_of(supervisor_pid: int, queue: str) -> list[int]:
+    """Every worker process of the program consuming `queue` (the scraping worker runs `-p 2`)."""
     for main in children_running(supervisor_pid, f"--queues {queue}"):
         kids = children_of(main)
         if kids:
-            return kids[0]
-    return None
+            return kids
+    return []
 
 
 def pg_bin(name: str) -> str:
