@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pipeline.feeds import address_guard, bounded_body
-from pipeline.feeds.fetching import FetchError, FetchResult, fetch_feed
+from pipeline.feeds.fetching import FetchError, FetchResult, _parse_start_url, fetch_feed
 from pipeline.feeds.headers import retry_after_seconds
 from tests.support.local_http import serve
 
@@ -488,3 +488,15 @@ def test_fetches_share_one_tls_context(origin: str, monkeypatch: pytest.MonkeyPa
     assert tls_error.reason.startswith("TLS handshake with 127.0.0.1 failed:")
     context = address_guard.shared_tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname  # still verifies certificates
+
+
+def test_a_feed_url_is_parsed_once_per_process_and_a_refused_one_every_time() -> None:
+    """Start URLs are cached parsed (polled again and again); a refusal is never cached as a URL."""
+    _parse_start_url.cache_clear()
+    first = _parse_start_url("http://198.18.0.1/feed.xml#top")
+    assert _parse_start_url("http://198.18.0.1/feed.xml#top") is first
+    assert str(first) == "http://198.18.0.1/feed.xml"
+    for _ in range(2):
+        with pytest.raises(FetchError, match="only http and https"):
+            _parse_start_url("ftp://198.18.0.1/feed.xml")
+    assert _parse_start_url.cache_info().currsize == 1
