@@ -292,7 +292,9 @@ def _profile_section(profile: scrape_profile.Profile | None, what: str) -> tuple
     top = profile.busy_leaves.most_common(10)
     lines = [
         f"**Profile of the {what}**: py-spy at 100 Hz on the {len(profile.worker_pids)} worker processes, "
-        f"{profile.total:,} samples of their worker threads (idle or not). Share of the worker threads' time:",
+        f"{profile.total:,} samples of their worker threads (idle or not; the recording starts 1 s before the "
+        "pass, while py-spy attaches, so the idle share includes that second: compare the busy shares with each "
+        "other). Share of the worker threads' time:",
         "",
         "| where | share |",
         "|---|---|",
