@@ -344,7 +344,7 @@ def run() -> dict:
         "page shared between processes (forked from one parent, or the same library file) in each of them; PSS "
         "shares it out, so PSS adds up across processes. Model loaded: torch mapped in the process, which only "
         "the model's first use imports. The docker-compose limit is the service's (its cgroup also counts page "
-        "cache; compose runs the scraping worker with `-t 8`)."
+        "cache; compose runs the workers with the same arguments)."
     )
     return {
         "title": "Memory per process after a 10,000-article run",
