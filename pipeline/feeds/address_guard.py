@@ -348,7 +348,7 @@ class GuardedTransport(httpx.BaseTransport):
             self._release(origin)
             raise
         assert isinstance(response.stream, httpx.SyncByteStream)  # httpx.HTTPTransport's ResponseStream
-        response.stream = _Released(response.stream, functools.partial(self._release, origin))
+        response.stream = _OnClose(response.stream, functools.partial(self._release, origin))
         return response
 
     def close(self) -> None:
@@ -435,7 +435,7 @@ class _Connections:
                 connection.close()
                 raise
             assert isinstance(response.stream, Iterable)
-            response.stream = _GivenBack(response.stream, connection, self._give_back)
+            response.stream = _OnClose(response.stream, functools.partial(self._give_back, connection))
             return response
 
     def idle_count(self) -> int:
@@ -474,35 +474,6 @@ class _Connections:
         connection.close()
 
 
-class _GivenBack:
-    """A response body (httpcore's) that gives its connection back once closed."""
-
-    def __init__(
-        self,
-        inner: Iterable[bytes],
-        connection: httpcore.HTTPConnection,
-        give_back: Callable[[httpcore.HTTPConnection], None],
-    ) -> None:
-        self._inner = inner
-        self._connection = connection
-        self._give_back = give_back
-        self._done = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._inner
-
-    def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._give_back(self._connection)
-
-
 @dataclass
 class _Origin:
     transport: _OriginTransport
@@ -510,12 +481,13 @@ class _Origin:
     last_used: float = 0.0
 
 
-class _Released(httpx.SyncByteStream):
-    """A response body that tells its origin, once closed, that the request is done."""
+class _OnClose(httpx.SyncByteStream):
+    """A response body that calls `on_close` once it is closed: an origin's count of requests in flight
+    (GuardedTransport) or a connection given back to its host's list (_Connections)."""
 
-    def __init__(self, inner: httpx.SyncByteStream, release: Callable[[], None]) -> None:
+    def __init__(self, inner: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._inner = inner
-        self._release = release
+        self._on_close = on_close
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -526,9 +498,11 @@ class _Released(httpx.SyncByteStream):
             return
         self._closed = True
         try:
-            self._inner.close()
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
         finally:
-            self._release()
+            self._on_close()
 
 
 @functools.lru_cache(maxsize=16)
