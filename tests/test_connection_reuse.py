@@ -1,4 +1,4 @@
-"""Fetches share keep-alive connections (pipeline.feeds.address_guard.pooled_transport), against a real
+"""Fetches share keep-alive connections (pipeline.feeds.connection_pool.pooled_transport), against a real
 HTTP/1.1 server this module starts on 127.0.0.1: one connection for many polls of a host, each fetch
 with its own deadline, a stale pooled connection replaced, and no connection crossing allow-lists."""
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.feeds.address_guard import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, MAX_IDLE_PER_HOST, pooled_transport
+from pipeline.feeds.connection_pool import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, MAX_IDLE_PER_HOST, pooled_transport
 from pipeline.feeds.fetching import FetchError, fetch_feed
 from tests.support.faults import wait_until
 from tests.support.local_http import serve

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.feeds import address_guard, bounded_body
+from pipeline.feeds import address_guard, bounded_body, connection_pool
 from pipeline.feeds.fetching import FetchError, FetchResult, _parse_start_url, fetch_feed
 from pipeline.feeds.headers import retry_after_seconds
 from tests.support.local_http import serve
@@ -477,8 +477,8 @@ def test_fetches_share_one_tls_context(origin: str, monkeypatch: pytest.MonkeyPa
         return create(*args, **kwargs)
 
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
-    address_guard.shared_tls_context.cache_clear()
-    address_guard._transport_for.cache_clear()  # pooled transports hold the context they were built with
+    connection_pool.shared_tls_context.cache_clear()
+    connection_pool._transport_for.cache_clear()  # pooled transports hold the context they were built with
 
     fetch(f"{origin}/feed.xml")
     fetch(f"{origin}/feed.xml")
@@ -486,7 +486,7 @@ def test_fetches_share_one_tls_context(origin: str, monkeypatch: pytest.MonkeyPa
 
     assert len(built) == 1
     assert tls_error.reason.startswith("TLS handshake with 127.0.0.1 failed:")
-    context = address_guard.shared_tls_context()
+    context = connection_pool.shared_tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname  # still verifies certificates
 
 

@@ -4,8 +4,8 @@ Plain functions, no Django: the actor passes settings values in as arguments.
 
 Safety properties, and where each one lives:
 
-* SSRF guard and wall-clock deadline on every connection and every hop, and the pool of connections
-  fetches share: address_guard.py.
+* SSRF guard and wall-clock deadline on every connection and every hop: address_guard.py; the
+  keep-alive connections fetches share: connection_pool.py.
 * Size cap, gzip bombs included, and the body's deadline: bounded_body.py.
 * Redirects followed by hand (limited, http/https only, loops named), conditional GETs, and every
   failure as one FetchError with a reason an operator can read: here.
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from pipeline.feeds.address_guard import FetchContext, GuardError, fetch_context, pooled_transport
+from pipeline.feeds.address_guard import FetchContext, GuardError, fetch_context
 from pipeline.feeds.bounded_body import BodyError, read_body, shorten
+from pipeline.feeds.connection_pool import pooled_transport
 from pipeline.feeds.headers import content_type, retry_after_seconds, validator
 
 __all__ = ["FetchError", "FetchResult", "fetch_feed"]
