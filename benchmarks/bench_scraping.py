@@ -373,6 +373,8 @@ def _row(label: str, feeds: int, rounds: list[dict[str, float]], summary: dict[s
 
 
 def run() -> dict:
+    from django.conf import settings  # the worker's own: it runs with this environment
+
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     bench = Bench(max(feeds for feeds, _ in SIZES))
     results: dict[int, list[dict[str, float]]] = {}
@@ -454,8 +456,8 @@ def run() -> dict:
     if reference:
         first, second = figures["first_pass_speedup_vs_reference"], figures["second_pass_speedup_vs_reference"]
         speedup_text = (
-            f"Feed batches (the sweep sends FEED_POLL_BATCH_SIZE=20 feeds a message, fetched by the process's "
-            f"FEED_POLL_CONCURRENCY=16 poll threads, the unchanged and failed ones written in one UPDATE and the "
+            f"Feed batches (the sweep sends FEED_POLL_BATCH_SIZE={settings.FEED_POLL_BATCH_SIZE} feeds a message, "
+            f"fetched by the process's FEED_POLL_CONCURRENCY={settings.FEED_POLL_CONCURRENCY} poll threads, the unchanged and failed ones written in one UPDATE and the "
             f"poll log in one INSERT) against the reference worker in the same run (FEED_POLL_BATCH_SIZE=1, "
             f"FEED_POLL_CONCURRENCY=4: one feed a message, one fetch per worker thread, as before), rounds "
             f"alternating: first pass {first['median']}× as fast (per round {first['per_round']}), 304 pass "  # type: ignore[index]

@@ -10,6 +10,7 @@ a queued message is stale and dropped (the next scheduled sweep re-creates whate
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,9 +97,10 @@ def scrape_feed(feed_id: int, chain: bool = True) -> TaskResult:
 @dramatiq.actor(
     queue_name=SCRAPING,
     store_results=True,
-    # A batch's polls share the process's FEED_POLL_CONCURRENCY poll threads, each bounded by
-    # FEED_TOTAL_TIMEOUT_SECONDS for the fetch and FEED_PARSE_WALL_SECONDS for the parse: 20 feeds of
-    # which none answers is one minute with 16 threads to itself, 4 minutes when it gets 4 of them.
+    # A batch's polls share the process's FEED_POLL_CONCURRENCY poll threads with its other batches,
+    # each poll bounded by FEED_TOTAL_TIMEOUT_SECONDS for the fetch and FEED_PARSE_WALL_SECONDS for the
+    # parse. However long its feeds take, a batch stops starting polls in time to finish inside this
+    # limit and sends the feeds it did not start on in a new message (_poll_start_window).
     time_limit=10 * MINUTE,
     max_age=60 * MINUTE,
     throws=NOT_RETRYABLE,
@@ -106,11 +108,25 @@ def scrape_feed(feed_id: int, chain: bool = True) -> TaskResult:
 )
 def scrape_feeds(feed_ids: list[int], chain: bool = True) -> TaskResult:
     """Scrape a batch of due feeds (the sweep's unit of work); their new articles are chained as one."""
-    outcomes = scraping.scrape_feeds([int(i) for i in feed_ids])
+    start_by = time.monotonic() + _poll_start_window()
+    outcomes = scraping.scrape_feeds([int(i) for i in feed_ids], start_by=start_by)
     record_fetches(outcomes)
     new_ids = [article_id for outcome in outcomes for article_id in outcome.new_article_ids]
     follow_ups = _chain_new_articles(new_ids) if chain else []
+    deferred = [outcome.feed_id for outcome in outcomes if outcome.status == "deferred"]
+    if deferred:
+        follow_ups.append(send_on_commit(scrape_feeds, deferred, chain, origin=Origin.PIPELINE))
     return {"outcomes": [outcome.as_dict() for outcome in outcomes], "follow_up_task_ids": follow_ups}
+
+
+def _poll_start_window() -> float:
+    """Seconds a batch may go on starting polls: its time limit less the longest a poll started at the
+    last moment can take (fetch, then parse) and a minute to store what came back. Without it a batch
+    of slow feeds behind busy poll threads was killed at the limit and retried whole, polls and all.
+    Never under half the limit, so a misconfigured timeout cannot make every batch defer at once."""
+    limit = scrape_feeds.options["time_limit"] / 1000
+    last_poll = settings.FEED_TOTAL_TIMEOUT_SECONDS + settings.FEED_PARSE_WALL_SECONDS
+    return max(limit - last_poll - 60, limit / 2)
 
 
 def _chain_new_articles(article_ids: list[int]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -38,6 +39,7 @@ class Route:
     body: bytes = b""
     content_type: str = "application/rss+xml"
     etag: str | None = None
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclass
@@ -67,6 +69,7 @@ def feed_server() -> Iterator[FeedServer]:
             if route is None:
                 self.send_error(404)
                 return
+            time.sleep(route.delay)
             if route.etag and self.headers.get("If-None-Match") == route.etag:
                 self.send_response(304)
                 self.end_headers()

@@ -3,6 +3,9 @@ each outcome recorded on its own feed, the unchanged ones written together."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -10,6 +13,7 @@ from django.utils import timezone
 
 from articles.models import Article, Feed, FeedFetch
 from pipeline import actors
+from pipeline.feeds import scraping
 from pipeline.feeds.fetch_log import KEEP_PER_FEED, record_fetches
 from pipeline.feeds.scraping import ScrapeOutcome, scrape_feeds
 from pipeline.feeds.storing import save_poll_states
@@ -122,6 +126,68 @@ def test_the_sweep_sends_due_feeds_in_batches(feed_server, broker, settings, dja
     assert result["feeds"] == [f.pk for f in feeds] and len(result["follow_up_task_ids"]) == 3
     queued = [m.decode() for m in broker.client.hvals(f"{broker.namespace}:scraping.msgs")]
     assert len(queued) == 3 and all("scrape_feeds" in m for m in queued)
+
+
+@pytest.fixture
+def one_poll_thread(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The process's poll threads cut to one, so a slow feed holds every later poll back."""
+    settings.FEED_POLL_CONCURRENCY = 1
+    scraping._poll_threads.cache_clear()
+    yield
+    scraping._poll_threads().shutdown(wait=True)
+    scraping._poll_threads.cache_clear()
+
+
+def _slow_then_two(feed_server) -> tuple[Feed, list[Feed]]:  # type: ignore[no-untyped-def]
+    items = rss([("s-1", "Rates held", "The bank held rates.")])
+    slow = Feed(url=feed_server.serve("/slow.xml", items, etag='"s"', delay=1.0), etag='"s"')
+    later = [Feed(url=feed_server.serve(f"/later{i}.xml", items, etag='"l"'), etag='"l"') for i in range(2)]
+    Feed.objects.bulk_create([slow, *later])
+    return slow, later
+
+
+def test_a_batch_out_of_time_polls_none_of_the_feeds_it_had_not_started(feed_server, one_poll_thread):
+    slow, later = _slow_then_two(feed_server)
+    outcomes = scrape_feeds([slow.pk] + [f.pk for f in later], start_by=time.monotonic() + 0.3)
+    record_fetches(outcomes)
+
+    by_feed = {o.feed_id: o for o in outcomes}
+    # The poll already running when the time ran out is finished and recorded.
+    assert by_feed[slow.pk].status == "not_modified" and feed_server.hits["/slow.xml"] == 1
+    assert Feed.objects.get(pk=slow.pk).last_fetched_at is not None
+    # The two waiting for the thread are neither fetched nor touched nor logged: another batch polls them.
+    assert [by_feed[f.pk].status for f in later] == ["deferred", "deferred"]
+    assert not any(path.startswith("/later") for path in feed_server.hits)
+    assert list(Feed.objects.filter(pk__in=[f.pk for f in later]).values_list("last_fetched_at", flat=True)) == [
+        None,
+        None,
+    ]
+    assert FeedFetch.objects.filter(feed__in=later).count() == 0
+
+
+def test_the_batch_actor_sends_the_feeds_it_had_no_time_for_on_in_a_new_batch(
+    feed_server, broker, one_poll_thread, monkeypatch, django_capture_on_commit_callbacks
+):
+    slow, later = _slow_then_two(feed_server)
+    monkeypatch.setattr(actors, "_poll_start_window", lambda: 0.3)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actors.scrape_feeds([slow.pk] + [f.pk for f in later])
+
+    [continuation] = result["follow_up_task_ids"]
+    [queued] = [json.loads(m) for m in broker.client.hvals(f"{broker.namespace}:scraping.msgs")]
+    assert queued["message_id"] == continuation and queued["actor_name"] == "scrape_feeds"
+    assert queued["args"] == [[f.pk for f in later], True]
+    # The new batch, run with time to spare, polls them.
+    monkeypatch.undo()
+    assert {o["status"] for o in actors.scrape_feeds(*queued["args"])["outcomes"]} == {"not_modified"}
+
+
+def test_a_batch_stops_starting_polls_in_time_to_finish_the_last_inside_its_time_limit(settings):
+    limit = actors.scrape_feeds.options["time_limit"] / 1000
+    last_poll = settings.FEED_TOTAL_TIMEOUT_SECONDS + settings.FEED_PARSE_WALL_SECONDS
+    assert actors._poll_start_window() + last_poll < limit
+    settings.FEED_TOTAL_TIMEOUT_SECONDS = 10 * 60  # longer than the limit: still half of it to start polls
+    assert actors._poll_start_window() == limit / 2
 
 
 def test_poll_states_are_written_together_and_leave_an_operators_fields_alone(db):

@@ -56,14 +56,15 @@ def test_claiming_due_feeds_is_one_statement(count, django_assert_num_queries):
 
 @pytest.mark.parametrize("count", SIZES)
 def test_the_due_feed_sweep_actor_costs_the_same_for_any_number_of_feeds(
-    count, broker, django_assert_num_queries, django_capture_on_commit_callbacks
+    count, broker, settings, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
+    settings.FEED_POLL_BATCH_SIZE = 5
     _feeds(count)
     with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
         result = actors.scrape_due_feeds()
     assert len(result["feeds"]) == count
-    # FEED_POLL_BATCH_SIZE (20) feeds a message: 3 feeds are one message, 30 are two.
-    assert broker.client.llen(f"{broker.namespace}:scraping") == -(-count // 20)
+    # FEED_POLL_BATCH_SIZE feeds a message (5 here: 3 feeds are one message, 30 are six).
+    assert broker.client.llen(f"{broker.namespace}:scraping") == -(-count // settings.FEED_POLL_BATCH_SIZE)
 
 
 @pytest.mark.parametrize("count", SIZES)

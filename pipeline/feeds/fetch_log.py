@@ -13,6 +13,8 @@ from pipeline.feeds.scraping import ScrapeOutcome
 # Polls kept per feed: a day of polls at the default 10-minute sweep would be 144; a window of the
 # latest is what an operator looks at when a feed misbehaves.
 KEEP_PER_FEED = 20
+# Outcomes of feeds a batch did not fetch: gone or disabled, or sent on to another batch.
+_NOT_POLLED = ("skipped", "deferred")
 
 # The polls of these feeds beyond each one's newest KEEP_PER_FEED, in the admin's order (FeedFetch.Meta).
 _PRUNE = """
@@ -34,7 +36,7 @@ def record_fetches(outcomes: Sequence[ScrapeOutcome]) -> None:
 
     Two statements for any number of polls (a batch of feeds is one message: see scraping.scrape_feeds).
     """
-    polls = [(outcome, outcome.started_at) for outcome in outcomes if outcome.status != "skipped"]
+    polls = [(outcome, outcome.started_at) for outcome in outcomes if outcome.status not in _NOT_POLLED]
     if not polls:
         return  # nothing was fetched (the feeds are gone or disabled)
     rows = rows_json(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ScrapeOutcome:
     feed_id: int
-    status: str  # "ok", "not_modified", "error", "skipped"
+    status: str  # "ok", "not_modified", "error", "skipped", "deferred" (not started in the batch's time)
     entries: int = 0
     new_article_ids: list[int] = field(default_factory=list)
     error: str = ""
@@ -54,13 +55,17 @@ def scrape_feed(feed_id: int) -> ScrapeOutcome:
     return outcome
 
 
-def scrape_feeds(feed_ids: Sequence[int]) -> list[ScrapeOutcome]:
+def scrape_feeds(feed_ids: Sequence[int], *, start_by: float | None = None) -> list[ScrapeOutcome]:
     """Poll feeds (one each) on this process's poll threads; outcomes in the order the polls finished.
 
     What a batch saves over one message per feed is the bookkeeping of the common case, a feed that
     has not changed (304) or failed: one SELECT for the batch and one UPDATE for all of those feeds,
     not two statements and a task each. A feed that changed is stored as scrape_feed stores it
     (its entries and state in one transaction), as soon as its poll is done.
+
+    `start_by` (a time.monotonic() value): a feed whose poll has not started by then is not polled
+    and comes back "deferred", its state untouched, for the caller to send on. Polls already running
+    are waited for; each is bounded by its fetch and parse deadlines.
     """
     ids = list(dict.fromkeys(feed_ids))
     feeds = Feed.objects.in_bulk(ids)
@@ -72,14 +77,28 @@ def scrape_feeds(feed_ids: Sequence[int]) -> list[ScrapeOutcome]:
     # The poll threads only fetch and parse (the parse runs in a budgeted child process): every
     # database statement stays on this thread and its connection.
     started = {_poll_threads().submit(_poll, feed): feed for feed in polled}
-    for future in as_completed(started):
+    for future in _as_finished(started, start_by):
         feed = started[future]
         outcome = _record(feed, future.result())
         if outcome.status != "ok":
             unsaved.append(feed)
         outcomes.append(outcome)
     save_poll_states(unsaved)
-    return [_timed(outcome) if outcome.status != "ok" else outcome for outcome in outcomes]
+    deferred = [ScrapeOutcome(started[future].pk, "deferred") for future in started if future.cancelled()]
+    return [_timed(outcome) if outcome.status != "ok" else outcome for outcome in outcomes] + deferred
+
+
+def _as_finished(futures: Collection[Future[_Polled]], start_by: float | None) -> Iterator[Future[_Polled]]:
+    """The polls as they finish. At `start_by` those still waiting for a poll thread are cancelled
+    (the other batches of the process held the threads): the rest are waited for as before."""
+    waiting = set(futures)
+    timeout = None if start_by is None else max(0.0, start_by - time.monotonic())
+    try:
+        for future in as_completed(futures, timeout=timeout):
+            waiting.discard(future)
+            yield future
+    except TimeoutError:  # raised by as_completed only: the loop's body runs outside this generator
+        yield from as_completed([future for future in waiting if not future.cancel()])
 
 
 @functools.cache
