@@ -47,7 +47,6 @@ from tests.support.faults import (  # noqa: E402 - after the path set-up
     redelivered,
     starts,
     wait_until,
-    worker_process_of,
     worker_processes_of,
 )
 
@@ -86,9 +85,8 @@ class Run:
         return httpx.request(method, self.base_url + path, headers=self.headers, timeout=60, **kwargs)
 
     def worker(self, queue: str) -> int:
-        return wait_until(
-            lambda: worker_process_of(self.supervisor.pid, queue), timeout=120, what=f"{queue} worker process"
-        )
+        """The first worker process of the program consuming `queue` (the processing worker has one)."""
+        return self.workers(queue)[0]
 
     def workers(self, queue: str) -> list[int]:
         """Every worker process of the program consuming `queue`."""

@@ -38,7 +38,7 @@ class Server:
     seen: Seen
     # What the handler does: "answer"; "drop-reused" (answer a connection's first request, close on the
     # next without answering, as a server whose idle timeout fires); "drop-all"; "slow-second" (the
-    # second request on a connection waits 3 s); "slow" (every request waits 0.5 s).
+    # second request on a connection waits 3 s); "slow" (every request waits 3 s).
     mode: list[str]
 
 
