@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.feeds import connection_pool
 from pipeline.feeds.connection_pool import KEEPALIVE_SECONDS, MAX_IDLE_CONNECTIONS, MAX_IDLE_PER_HOST, pooled_transport
 from pipeline.feeds.fetching import FetchError, fetch_feed
 from tests.support.faults import wait_until
@@ -136,10 +137,18 @@ def test_a_pooled_connection_the_server_closed_is_replaced(server: Server) -> No
     assert (server.seen.connections, server.seen.requests) == (2, 3)
 
 
-def test_concurrent_polls_of_a_host_each_get_a_connection_and_a_few_are_kept(server: Server) -> None:
+def test_concurrent_polls_of_a_host_each_get_a_connection_and_a_few_are_kept(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Polls in flight at once never wait for each other's connection; once they are done the host
     keeps MAX_IDLE_PER_HOST of them for the next polls, and closes the rest."""
     server.mode[0] = "slow"
+    # The kept connections must outlive the wait for the burst's last poll: the test server accepts
+    # one connection per loop with a listen backlog of 5, so of 12 connecting at once a few can be
+    # accepted only after the kernel resends their SYN (1 s, then 3 s), and finish that much later
+    # than the first. With the 1.5 s keep-alive, a kept one then expired before the second burst
+    # (CI once saw 14 connections for 13).
+    monkeypatch.setattr(connection_pool, "KEEPALIVE_SECONDS", 60.0)
 
     def poll_at_once(polls: int) -> None:
         with ThreadPoolExecutor(polls) as threads:
